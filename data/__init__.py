@@ -1,0 +1,1 @@
+"""Data loading for Transformer Distiller: sources, field detection, validation and tokenized batches."""

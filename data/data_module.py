@@ -1,0 +1,361 @@
+"""``ClfDataModule``: any classification data source in, tokenized length-grouped batches out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from datasets import ClassLabel, DatasetDict
+from torch.utils.data import DataLoader, Sampler
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from data.sources import (
+    DataError,
+    DataSource,
+    class_label_names,
+    detect_label_field,
+    detect_text_fields,
+    load_source,
+)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Orders indices so that consecutive batches hold examples of similar length.
+
+    Training order: a seeded permutation is cut into chunks of ``batch_size * group_batches`` examples, each chunk is
+    sorted by length and cut into batches, and the batches are shuffled. Evaluation order (``shuffle=False``): all
+    examples sorted by length, longest first, so the first batch shows the peak memory.
+
+    Under distributed training Lightning wraps this sampler so each process takes every N-th index, which keeps the
+    grouping.
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, group_batches: int = 50
+    ) -> None:
+        self.lengths = torch.as_tensor(list(lengths))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.group_batches = group_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the training order (Lightning calls this at the start of every epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(torch.argsort(self.lengths, descending=True, stable=True).tolist())
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=gen)
+        chunk = self.batch_size * self.group_batches
+        batches = []
+        for start in range(0, len(perm), chunk):
+            part = perm[start : start + chunk]
+            part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
+            batches.extend(part.split(self.batch_size))
+        order = torch.randperm(len(batches), generator=gen).tolist()
+        return iter(torch.cat([batches[i] for i in order]).tolist())
+
+
+class ClfDataModule(pl.LightningDataModule):
+    """Text classification data for fine-tuning and distillation.
+
+    Loads the data at construction, detects the text field(s) and the label field, checks every split, and knows the
+    label set, so that a bad data set fails before any model is built. Tokenization happens in ``setup`` and is
+    cached by ``datasets`` for file-backed data.
+
+    Args:
+        dataset: A ``DatasetDict``, ``"demo"``, a local folder, a file, a ``{split: file}`` mapping, or a Hub name.
+        tokenizer: Tokenizer object, Hub name, local path or alias (``"minilm"``).
+        subset: Hub dataset configuration, e.g. ``"sst2"`` for ``"glue"``.
+        text_fields: Override for the text column(s); one name or a pair.
+        label_field: Override for the label column.
+        label_names: Names of the classes, in label order (default: from a ``ClassLabel`` feature, else ``LABEL_i``).
+        num_labels: Number of classes (default: from ``label_names`` / ``ClassLabel``, else largest label + 1).
+        train_split: Name of the training split.
+        val_split: Name of the validation split; created from train (seeded) when absent.
+        test_split: Optional test split name (unlabelled test sets, e.g. GLUE's ``-1`` labels, are allowed).
+        val_fraction: Fraction of train held out when there is no validation split.
+        max_length: Truncation length in tokens.
+        batch_size: Training batch size.
+        eval_batch_size: Evaluation batch size (default: ``2 * batch_size``).
+        max_train_samples: Use a seeded random subset of this many training examples.
+        max_eval_samples: Use the first this many validation examples.
+        group_by_length: Length-grouped training batches and length-sorted evaluation batches.
+        num_workers: DataLoader worker processes.
+        seed: Seed for the validation split, subsets and batch order.
+    """
+
+    def __init__(
+        self,
+        dataset: DataSource = "demo",
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
+        subset: str | None = None,
+        text_fields: str | list[str] | None = None,
+        label_field: str | None = None,
+        label_names: list[str] | None = None,
+        num_labels: int | None = None,
+        train_split: str = "train",
+        val_split: str = "validation",
+        test_split: str | None = None,
+        val_fraction: float = 0.1,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        group_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        problems = []
+        if not 0.0 < val_fraction < 1.0:
+            problems.append(f"val_fraction={val_fraction!r}: expected a number in (0, 1)")
+        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                            ("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
+                            ("num_labels", num_labels)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                problems.append(f"{name}={value!r}: expected a positive integer")
+        if problems:
+            raise DataError(problems)
+        self.save_hyperparameters(ignore=["dataset", "tokenizer"])
+        self.source_name = dataset if isinstance(dataset, str) else type(dataset).__name__
+        self.tokenizer_source = tokenizer
+        self._tokenizer = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else None
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.seed = seed
+        self.test_split = test_split
+
+        raw = load_source(dataset, subset)
+        self.raw = self._select_splits(raw, train_split, val_split, test_split, val_fraction, seed)
+        columns = self.raw["train"].column_names
+        self.text_fields = detect_text_fields(columns, text_fields)
+        self.label_field = detect_label_field(columns, label_field)
+        self._encode_string_labels()
+        self.label_names = self._resolve_label_names(label_names, num_labels)
+        self._validate()
+        if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
+            self.raw["train"] = self.raw["train"].shuffle(seed=seed).select(range(max_train_samples))
+        if max_eval_samples is not None and max_eval_samples < len(self.raw["validation"]):
+            self.raw["validation"] = self.raw["validation"].select(range(max_eval_samples))
+        self.tokenized: DatasetDict | None = None
+
+    # ------------------------------------------------------------------ label set
+    @property
+    def num_labels(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Class index to name, as Hugging Face configs store it."""
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Class name to index."""
+        return {name: i for i, name in enumerate(self.label_names)}
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer, loaded on first use from a name, path or alias."""
+        if self._tokenizer is None:
+            if self.tokenizer_source is None:
+                raise ValueError("tokenizer=None: expected a tokenizer object, Hub name, local path or 'minilm'")
+            from helper.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_source)
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ loading and validation
+    @staticmethod
+    def _select_splits(
+        raw: DatasetDict, train: str, val: str, test: str | None, val_fraction: float, seed: int
+    ) -> DatasetDict:
+        problems = []
+        if train not in raw:
+            problems.append(f"train_split={train!r} not found; available splits: {list(raw)}")
+        if test is not None and test not in raw:
+            problems.append(f"test_split={test!r} not found; available splits: {list(raw)}")
+        if problems:
+            raise DataError(problems)
+        if val in raw:
+            out = DatasetDict(train=raw[train], validation=raw[val])
+        elif len(raw[train]) < 2:
+            raise DataError([f"split {train!r} has {len(raw[train])} examples; cannot hold out a validation split"])
+        else:
+            parts = raw[train].train_test_split(test_size=val_fraction, seed=seed)
+            out = DatasetDict(train=parts["train"], validation=parts["test"])
+        if test is not None:
+            out["test"] = raw[test]
+        return out
+
+    def _encode_string_labels(self) -> None:
+        feature = self.raw["train"].features.get(self.label_field)
+        if getattr(feature, "dtype", None) == "string":
+            names = sorted({v for split in self.raw.values() for v in split[self.label_field] if v is not None})
+            class_label = ClassLabel(names=names)
+            self.raw = DatasetDict(
+                {k: v.cast_column(self.label_field, class_label) for k, v in self.raw.items()}
+            )
+
+    def _resolve_label_names(self, label_names: list[str] | None, num_labels: int | None) -> list[str]:
+        names = label_names or class_label_names(self.raw, self.label_field)
+        if names is not None:
+            if num_labels is not None and num_labels != len(names):
+                raise DataError([f"num_labels={num_labels} but label_names has {len(names)} entries: {names}"])
+            return list(names)
+        if num_labels is None:
+            values = [v for v in self.raw["train"][self.label_field] if isinstance(v, int) and not isinstance(v, bool)]
+            num_labels = (max(values) + 1) if values else 0
+        return [f"LABEL_{i}" for i in range(num_labels)]
+
+    def _validate(self) -> None:
+        problems = []
+        if self.num_labels < 2:
+            problems.append(f"{self.label_field!r}: found {self.num_labels} class(es); expected at least 2")
+        for split, ds in self.raw.items():
+            if len(ds) == 0:
+                problems.append(f"split {split!r} is empty; expected at least one example")
+                continue
+            missing = [f for f in (*self.text_fields, self.label_field) if f not in ds.column_names]
+            if missing:
+                problems.append(f"split {split!r} lacks column(s) {missing}; existing columns: {ds.column_names}")
+                continue
+            labels = ds[self.label_field]
+            if split == "test" and all(v == -1 for v in labels):
+                continue  # unlabelled test set
+            problems.extend(self._label_problems(split, labels))
+            for field in self.text_fields:
+                texts = ds[field]
+                bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+                if bad is not None:
+                    problems.append(
+                        f"split {split!r}, row {bad}: text field {field!r} is {texts[bad]!r}; expected a string"
+                    )
+        if problems:
+            raise DataError(problems)
+
+    def _label_problems(self, split: str, labels: list[Any]) -> list[str]:
+        for i, value in enumerate(labels):
+            if value is None:
+                return [f"split {split!r}, row {i}: label field {self.label_field!r} is missing (None)"]
+            if isinstance(value, bool) or not isinstance(value, int):
+                return [
+                    f"split {split!r}, row {i}: label {value!r} ({type(value).__name__}) in {self.label_field!r}; "
+                    f"expected an integer in 0..{self.num_labels - 1}"
+                ]
+            if not 0 <= value < self.num_labels:
+                return [
+                    f"split {split!r}, row {i}: label {value} in {self.label_field!r} is outside "
+                    f"0..{self.num_labels - 1} (num_labels={self.num_labels})"
+                ]
+        return []
+
+    # ------------------------------------------------------------------ tokenization and loaders
+    def _tokenize(self, batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[f] for f in self.text_fields]
+        enc = self.tokenizer(*texts, truncation=True, max_length=self.max_length)
+        enc["labels"] = batch[self.label_field]
+        return enc
+
+    def prepare_data(self) -> None:
+        """Tokenize once on the main process so that other processes reuse the ``datasets`` cache."""
+        self.setup()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Tokenize every split (truncation only; padding happens per batch)."""
+        if self.tokenized is not None:
+            return
+        tokenized = {}
+        for split, ds in self.raw.items():
+            out = ds.map(self._tokenize, batched=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+            keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
+            tokenized[split] = out.with_format("torch", columns=keep)
+        self.tokenized = DatasetDict(tokenized)
+
+    def lengths(self, split: str) -> list[int]:
+        """Token counts of a tokenized split."""
+        self.setup()
+        return [len(ids) for ids in self.tokenized[split].with_format(None)["input_ids"]]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        self.setup()
+        batch_size = self.batch_size if train else self.eval_batch_size
+        sampler = None
+        if self.group_by_length:
+            sampler = LengthGroupedSampler(self.lengths(split), batch_size, shuffle=train, seed=self.seed)
+        return DataLoader(
+            self.tokenized[split],
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=train and sampler is None,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Training batches (length-grouped and shuffled, seeded per epoch)."""
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches (length-sorted)."""
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches; requires ``test_split``."""
+        if "test" not in self.raw:
+            raise DataError(["test_split is not set: no test data to evaluate"])
+        return self._loader("test", train=False)
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch at batch size ``batch_size`` (one process, no accumulation)."""
+        return math.ceil(len(self.raw["train"]) / self.batch_size)
+
+    def texts(self, split: str = "validation", limit: int | None = None) -> list[str | tuple[str, str]]:
+        """Raw texts of a split (pairs as tuples), e.g. for tokenizer checks or pipelines."""
+        ds = self.raw[split] if limit is None else self.raw[split].select(range(min(limit, len(self.raw[split]))))
+        cols = [ds[f] for f in self.text_fields]
+        return list(cols[0]) if len(cols) == 1 else list(zip(*cols))
+
+
+def check_tokenizers(
+    teacher_tokenizer: PreTrainedTokenizerBase, student_tokenizer: PreTrainedTokenizerBase, texts: Sequence[Any]
+) -> None:
+    """Check that two tokenizers encode the given texts identically (distillation needs aligned tokens).
+
+    Args:
+        teacher_tokenizer: The teacher's tokenizer.
+        student_tokenizer: The student's tokenizer.
+        texts: Single texts or ``(text_a, text_b)`` pairs, e.g. ``dm.texts("validation", limit=200)``.
+
+    Raises:
+        ValueError: Naming the first example that tokenizes differently and both token sequences.
+    """
+    for i, text in enumerate(texts):
+        args = tuple(text) if isinstance(text, (tuple, list)) else (text,)
+        a = teacher_tokenizer(*args)["input_ids"]
+        b = student_tokenizer(*args)["input_ids"]
+        if a != b:
+            ta = teacher_tokenizer.convert_ids_to_tokens(a)
+            tb = student_tokenizer.convert_ids_to_tokens(b)
+            raise ValueError(
+                f"teacher and student tokenizers disagree on example {i} {text!r}:\n  teacher: {ta}\n  student: {tb}\n"
+                "expected identical token ids; distil into a student that shares the teacher's vocabulary"
+            )

