@@ -54,6 +54,7 @@ def run(
     default_config: str,
     tokenizer_from: str = "model.model",
     args: Sequence[str] | None = None,
+    extra_callbacks: Sequence[pl.Callback] = (),
 ) -> DistillerCLI:
     """Parse the command line (defaults from ``default_config``), build everything, validate, and fit.
 
@@ -62,6 +63,7 @@ def run(
         default_config: YAML under ``configs/`` used when ``--config`` is not given.
         tokenizer_from: Model argument whose value is the tokenizer source (linked to ``data.tokenizer``).
         args: Command-line arguments (default: ``sys.argv[1:]``).
+        extra_callbacks: Callbacks added to those of the config (e.g. a benchmark's clock).
 
     Returns:
         The CLI object, holding ``trainer``, ``model`` and ``datamodule`` after fitting.
@@ -76,6 +78,7 @@ def run(
         run=False,
         args=argv,
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
         parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

@@ -1,0 +1,43 @@
+"""Distillation adaptors: losses between what a teacher and a student expose for one batch.
+
+Importing the package registers every built-in adaptor in :data:`ADAPTORS`:
+
+* logits: :class:`LogitKD`, :class:`LogitCE`, :class:`LogitMSE`;
+* attention: :class:`AttnTinyBERT`, :class:`AttnMiniLM`, :class:`ValMiniLM`;
+* hidden states: :class:`HidnTinyBERT`, :class:`EmbdTinyBERT`, :class:`HidnPKD`.
+
+Use :func:`build_adaptors` to turn a config's adaptor specification into instances and :func:`get_adaptor` to look a
+class up by name. New adaptors subclass :class:`Adaptor` and are decorated with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from adaptors.attention import AttnMiniLM, AttnTinyBERT, ValMiniLM, default_relation_heads, split_relation_heads
+from adaptors.base import TAP_NAMES, Adaptor, ModelDims, Taps
+from adaptors.hidden import EmbdTinyBERT, HidnPKD, HidnTinyBERT
+from adaptors.logits import LogitCE, LogitKD, LogitMSE
+from adaptors.registry import ADAPTORS, UnknownAdaptorError, accepted_options, build_adaptors, get_adaptor, register
+
+__all__ = [
+    "ADAPTORS",
+    "TAP_NAMES",
+    "Adaptor",
+    "AttnMiniLM",
+    "AttnTinyBERT",
+    "EmbdTinyBERT",
+    "HidnPKD",
+    "HidnTinyBERT",
+    "LogitCE",
+    "LogitKD",
+    "LogitMSE",
+    "ModelDims",
+    "Taps",
+    "UnknownAdaptorError",
+    "ValMiniLM",
+    "accepted_options",
+    "build_adaptors",
+    "default_relation_heads",
+    "get_adaptor",
+    "register",
+    "split_relation_heads",
+]

@@ -1,0 +1,335 @@
+"""Distillation LightningModules: mix-step (``BaseDistiller``) and two-step (``InterDistiller`` → ``PredDistiller``).
+
+The teacher is frozen, in eval mode and run under ``no_grad``. What the adaptors need from inside the models
+(queries, keys, values, layer outputs, embeddings) is captured with forward hooks (:mod:`helper.taps`), so both models
+keep their fast attention. Learned projections live in the adaptors, never in the student, and the exported student
+(through :class:`~helper.checkpoint.HgCkptIO` / :class:`~helper.checkpoint.HgExport`) is a plain Hugging Face model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from adaptors import Adaptor, ModelDims, Taps, build_adaptors
+from data.data_module import ClfDataModule, check_tokenizers
+from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
+from helper.layer_map import resolve_layer_map
+from helper.models import load_classifier, load_tokenizer, student_from_config, student_from_layers
+from helper.taps import ModelTaps
+from helper.training import adamw_with_warmup, check_hparams, classification_metrics, flatten_metrics
+
+__all__ = ["BaseDistiller", "InterDistiller", "PredDistiller", "HgCkptIO", "HgExport", "make_student"]
+
+STUDENT_KEYS = {"from", "layers", "num_layers", "hidden_size", "num_heads", "intermediate_size"}
+AdaptorSpec = str | Sequence[Any] | dict[str, Any]
+
+
+def make_student(
+    spec: PreTrainedModel | str | dict[str, Any], teacher: PreTrainedModel, dm: ClfDataModule | None = None
+) -> PreTrainedModel:
+    """Build the student from a model, a name/path, or a recipe relative to the teacher.
+
+    Args:
+        spec: A ``PreTrainedModel``; a Hub name / folder / alias (a base encoder gets a new head sized like the
+            teacher's); ``{"layers": [0, 5]}`` to keep those teacher layers (embeddings and head copied);
+            ``{"from": "minilm", "layers": [0, 5]}`` to cut the layers from another model (e.g. the raw pretrained
+            encoder); or ``{"num_layers": 2, "hidden_size": 192, "num_heads": 6}`` for a random smaller model
+            with the teacher's vocabulary.
+        teacher: The teacher.
+        dm: Data module, for label names.
+
+    Raises:
+        ValueError: Unknown recipe keys or invalid values (each named).
+    """
+    if isinstance(spec, PreTrainedModel):
+        return spec
+    num_labels = teacher.config.num_labels
+    id2label = dm.id2label if dm is not None else dict(teacher.config.id2label)
+    if isinstance(spec, str):
+        return load_classifier(spec, num_labels=num_labels, id2label=id2label)
+    if not isinstance(spec, dict):
+        raise ValueError(f"student={spec!r}: expected a model, a name/path, or a dict with keys {sorted(STUDENT_KEYS)}")
+    unknown = sorted(set(spec) - STUDENT_KEYS)
+    if unknown:
+        raise ValueError(f"student has unknown key(s) {unknown}; expected keys among {sorted(STUDENT_KEYS)}")
+    base = teacher
+    if "from" in spec:
+        base = load_classifier(spec["from"], num_labels=num_labels, id2label=id2label)
+    if "layers" in spec:
+        extra = sorted(set(spec) - {"from", "layers"})
+        if extra:
+            raise ValueError(f"student: 'layers' cuts an existing model and cannot be combined with {extra}")
+        return student_from_layers(base, spec["layers"])
+    if "num_layers" not in spec:
+        raise ValueError(f"student={spec!r}: expected 'layers' (a list of teacher layers) or 'num_layers'")
+    return student_from_config(
+        base, spec["num_layers"], spec.get("hidden_size"), spec.get("num_heads"), spec.get("intermediate_size")
+    )
+
+
+def _head_parameters(model: PreTrainedModel) -> list[tuple[str, nn.Parameter]]:
+    """Parameters of the classification head: everything outside the base encoder, plus its pooler."""
+    prefix = model.base_model_prefix + "."
+    return [(n, p) for n, p in model.named_parameters() if not n.startswith(prefix) or ".pooler." in f".{n}"]
+
+
+class BaseDistiller(pl.LightningModule):
+    """Mix-step distillation: ``loss = alpha * CE(student, labels) + sum_i w_i * adaptor_i(teacher, student)``.
+
+    Args:
+        teacher: A fine-tuned classifier, or its folder / Hub name.
+        student: See :func:`make_student`.
+        adaptors: Adaptor names, ``(name, weight)`` pairs, dicts with options (``weight``, ``layers``,
+            ``temperature``, ...), a ``{name: weight_or_options}`` mapping, or ``Adaptor`` instances.
+        dm: The data module (labels, tokenizer saved with checkpoints, tokenizer check).
+        alpha: Weight of the hard-label cross-entropy, in [0, 1].
+        temperature: Default softmax temperature of logit adaptors that take one.
+        lr: Peak learning rate (student and projections).
+        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
+        warmup_ratio: Fraction of steps of linear warm-up; then linear decay.
+    """
+
+    #: Adaptor kinds this module accepts, and the parameters it trains.
+    allowed_kinds: ClassVar[tuple[str, ...]] = ("logit", "inter")
+    stage: ClassVar[str] = "mix-step"
+
+    def __init__(
+        self,
+        teacher: PreTrainedModel | str = "outputs/teacher",
+        student: PreTrainedModel | str | dict[str, Any] = {"layers": [0, 5]},  # noqa: B006 (read-only default)
+        adaptors: AdaptorSpec = ("LogitKD",),
+        dm: ClfDataModule | None = None,
+        alpha: float = 0.5,
+        temperature: float = 4.0,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+    ) -> None:
+        super().__init__()
+        problems = self._check_scalars(alpha, temperature)
+        check_hparams(lr, weight_decay, warmup_ratio, extra=problems)
+        num_labels = dm.num_labels if dm is not None else None
+        if isinstance(teacher, str):
+            teacher = load_classifier(teacher, num_labels=num_labels, require_head=True)
+        self._check_labels(teacher, "teacher", dm)
+        student_model = make_student(student, teacher, dm)
+        self._check_labels(student_model, "student", dm)
+        self._check_vocab(teacher, student_model, student, dm)
+
+        t_dims, s_dims = ModelDims.from_config(teacher.config), ModelDims.from_config(student_model.config)
+        built = build_adaptors(adaptors, t_dims, s_dims, defaults={"temperature": temperature})
+        wrong = [a.name for a in built if a.kind not in self.allowed_kinds]
+        if wrong:
+            raise ValueError(
+                f"{type(self).__name__} ({self.stage}) accepts {'/'.join(self.allowed_kinds)} adaptors; "
+                f"got {wrong}, which are {[a.kind for a in built if a.name in wrong]}"
+            )
+        self.layer_maps = [self._layer_map(a, t_dims, s_dims) for a in built]
+
+        self.save_hyperparameters(ignore=["teacher", "student", "dm", "adaptors"])
+        self.hparams["adaptors"] = [{"name": a.name, "weight": a.weight} for a in built]
+        self.hparams["student_layers"] = s_dims.num_layers
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.student = student_model.train()
+        self.adaptors = nn.ModuleList(built)
+        self.dm = dm
+        self.alpha = float(alpha)
+        self._freeze()
+        self._make_taps()
+        names = dm.label_names if dm is not None else [str(v) for v in teacher.config.id2label.values()]
+        self.val_metrics = classification_metrics(names, prefix="val_")
+        self.teacher_metrics = classification_metrics(names, prefix="teacher_val_")
+        self._teacher_logged = False
+        self._tok_files: dict[str, bytes] | None = None
+        self.strict_loading = False  # the frozen teacher is not stored in checkpoints
+
+    # ------------------------------------------------------------------ construction checks
+    def _check_scalars(self, alpha: float, temperature: float) -> list[str]:
+        problems = []
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            problems.append(f"alpha={alpha!r}: expected a number in [0, 1]")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+            problems.append(f"temperature={temperature!r}: expected a number > 0")
+        return problems
+
+    @staticmethod
+    def _check_labels(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
+        if dm is not None and model.config.num_labels != dm.num_labels:
+            raise ValueError(
+                f"{role} has num_labels={model.config.num_labels} but the data has {dm.num_labels} classes "
+                f"{dm.label_names}; expected the same label count"
+            )
+
+    @staticmethod
+    def _check_vocab(teacher: PreTrainedModel, student: PreTrainedModel, spec: Any, dm: ClfDataModule | None) -> None:
+        if teacher.config.vocab_size != student.config.vocab_size:
+            raise ValueError(
+                f"student vocab_size={student.config.vocab_size} differs from the teacher's "
+                f"{teacher.config.vocab_size}; expected a student that shares the teacher's tokenizer"
+            )
+        if teacher.config.num_labels != student.config.num_labels:
+            raise ValueError(
+                f"student num_labels={student.config.num_labels} differs from the teacher's "
+                f"{teacher.config.num_labels}; expected the same label count"
+            )
+        if isinstance(spec, str) and dm is not None:  # a separately trained student may bring its own tokenizer
+            check_tokenizers(dm.tokenizer, load_tokenizer(spec), dm.texts("train", limit=200))
+
+    def _layer_map(self, adaptor: Adaptor, t: ModelDims, s: ModelDims) -> list[tuple[int, int]]:
+        if adaptor.default_layers is None and adaptor.layers is None:
+            return []
+        return resolve_layer_map(
+            adaptor.layers,
+            t.num_layers,
+            s.num_layers,
+            default=adaptor.default_layers or "uniform",
+            field=f"adaptors[{adaptor.name}].layers",
+        )
+
+    def _freeze(self) -> None:
+        """Mix-step trains the whole student."""
+
+    def _make_taps(self) -> None:
+        needs = set().union(*(a.needs for a in self.adaptors)) - {"logits"}
+        self.t_taps = self.s_taps = None
+        if needs:
+            t_layers = sorted({t for m in self.layer_maps for _, t in m})
+            s_layers = sorted({s for m in self.layer_maps for s, _ in m})
+            self.t_taps = ModelTaps(self.teacher, needs, t_layers)
+            self.s_taps = ModelTaps(self.student, needs, s_layers)
+
+    def remove_taps(self) -> None:
+        """Remove the forward hooks from teacher and student (e.g. before reusing the models elsewhere)."""
+        for taps in (self.t_taps, self.s_taps):
+            if taps is not None:
+                taps.remove()
+        self.t_taps = self.s_taps = None
+
+    # ------------------------------------------------------------------ the shared step
+    def train(self, mode: bool = True) -> BaseDistiller:
+        """Switch the student (and projections) to ``mode``; the teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @staticmethod
+    def _gather(raw: dict[str, Any], logits: torch.Tensor, mask: torch.Tensor, needs: frozenset, layers: list[int]) -> Taps:
+        fields: dict[str, Any] = {"attention_mask": mask, "logits": logits}
+        if "embeddings" in needs:
+            fields["embeddings"] = raw["embeddings"]
+        for name in ("hidden", "queries", "keys", "values"):
+            if name in needs:
+                fields[name] = torch.stack([raw[name][i] for i in layers])
+        return Taps(**fields)
+
+    def _distill(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Adaptor losses (unweighted), student logits and teacher logits for one batch."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        with torch.no_grad():
+            t_logits = self.teacher(**inputs).logits
+            t_raw = self.t_taps.pop() if self.t_taps is not None else {}
+        s_logits = self.student(**inputs).logits
+        s_raw = self.s_taps.pop() if self.s_taps is not None else {}
+        mask = batch["attention_mask"]
+        losses = {}
+        for adaptor, layer_map in zip(self.adaptors, self.layer_maps):
+            t = self._gather(t_raw, t_logits, mask, adaptor.needs, [tl for _, tl in layer_map])
+            s = self._gather(s_raw, s_logits, mask, adaptor.needs, [sl for sl, _ in layer_map])
+            losses[adaptor.name] = adaptor(t, s)
+        return losses, s_logits, t_logits
+
+    def _total(self, losses: dict[str, torch.Tensor], s_logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        parts = {f"distill_{k}": v for k, v in losses.items()}
+        distill = sum(a.weight * losses[a.name] for a in self.adaptors)
+        parts["distill_loss"] = distill
+        total = distill
+        if self.alpha > 0:
+            parts["ce"] = F.cross_entropy(s_logits, labels)
+            total = total + self.alpha * parts["ce"]
+        parts["loss"] = total
+        return parts
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One distillation step; logs every adaptor's loss by name, the total and the learning rate."""
+        losses, s_logits, _ = self._distill(batch)
+        parts = self._total(losses, s_logits, batch["labels"])
+        size = len(batch["labels"])
+        self.log_dict({f"train_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=size)
+        self.log("train_loss", parts["loss"], prog_bar=True, batch_size=size)
+        self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
+        return parts["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Student CE (``val_loss``), metrics, the distillation loss, and the teacher's metrics once."""
+        losses, s_logits, t_logits = self._distill(batch)
+        parts = self._total(losses, s_logits, batch["labels"])
+        size = len(batch["labels"])
+        self.log("val_loss", F.cross_entropy(s_logits, batch["labels"]), prog_bar=True, sync_dist=True, batch_size=size)
+        self.log("val_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
+        self.val_metrics.update(s_logits, batch["labels"])
+        if not self._teacher_logged and not self.trainer.sanity_checking:
+            self.teacher_metrics.update(t_logits, batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the student's metrics every epoch and the teacher's the first time."""
+        self.log_dict(flatten_metrics(self.val_metrics.compute()), sync_dist=True)
+        self.val_metrics.reset()
+        if not self._teacher_logged and not self.trainer.sanity_checking:
+            self.log_dict(flatten_metrics(self.teacher_metrics.compute()), sync_dist=True)
+            self.teacher_metrics.reset()
+            self._teacher_logged = True
+
+    def configure_optimizers(self) -> dict:
+        """AdamW over the trainable student parameters and the adaptors' projections."""
+        hp = self.hparams
+        params = [*self.student.named_parameters(), *self.adaptors.named_parameters(prefix="adaptors")]
+        return adamw_with_warmup(params, hp.lr, hp.weight_decay, hp.warmup_ratio, self.trainer.estimated_stepping_batches)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Leave the frozen teacher out and describe the student as the exported Hugging Face model."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        if self._tok_files is None and self.dm is not None:
+            self._tok_files = tokenizer_files(self.dm.tokenizer)
+        checkpoint["hf_export"] = hf_export_entry(self.student, "student.", self._tok_files)
+
+
+class InterDistiller(BaseDistiller):
+    """Two-step distillation, step 1: intermediate adaptors only; the student's classification head stays fixed.
+
+    Takes the same arguments as :class:`BaseDistiller`; ``alpha`` must be 0 (no hard-label loss in this step).
+    """
+
+    allowed_kinds = ("inter",)
+    stage = "two-step, step 1"
+
+    def __init__(self, *args: Any, alpha: float = 0.0, **kwargs: Any) -> None:
+        if alpha != 0:
+            raise ValueError(f"alpha={alpha!r}: InterDistiller trains intermediate layers only; expected alpha=0")
+        super().__init__(*args, alpha=0.0, **kwargs)
+
+    def _freeze(self) -> None:
+        for _, param in _head_parameters(self.student):
+            param.requires_grad_(False)
+
+
+class PredDistiller(BaseDistiller):
+    """Two-step distillation, step 2: logit adaptors (plus optional CE); only the classification head trains.
+
+    The student's embeddings and encoder layers are frozen; its pooler and classifier train. Takes the same
+    arguments as :class:`BaseDistiller` (typically ``student`` is the folder exported by step 1).
+    """
+
+    allowed_kinds = ("logit",)
+    stage = "two-step, step 2"
+
+    def _freeze(self) -> None:
+        self.student.requires_grad_(False)
+        for _, param in _head_parameters(self.student):
+            param.requires_grad_(True)
