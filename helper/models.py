@@ -53,7 +53,8 @@ def resolve_model_path(name_or_path: str | Path) -> str:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {text!r} has no config.json; expected a Hugging Face model folder")
         return str(path)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or Path(text.split("/")[0]).is_dir()
+    if path.exists() or looks_local:
         raise FileNotFoundError(
             f"model path {text!r} does not exist or is not a folder; expected a Hugging Face model folder, "
             f"a Hub name, or one of the aliases {sorted(ALIASES)}"
@@ -62,7 +63,7 @@ def resolve_model_path(name_or_path: str | Path) -> str:
         AutoConfig.from_pretrained(text, local_files_only=True)
         return text
     except OSError:
-        require_hub("model", text, OFFLINE_ALTERNATIVES)
+        require_hub("model", text, f"No local folder {text!r} exists either. {OFFLINE_ALTERNATIVES}")
         return text
 
 

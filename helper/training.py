@@ -75,6 +75,7 @@ def classification_metrics(label_names: Sequence[str], prefix: str) -> MetricCol
             ),
         },
         prefix=prefix,
+        compute_groups=False,  # per-class and macro F1 would share state and warn on every compute
     )
 
 
