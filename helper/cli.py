@@ -69,25 +69,17 @@ def run(
         The CLI object, holding ``trainer``, ``model`` and ``datamodule`` after fitting.
     """
     argv = list(sys.argv[1:] if args is None else args)
-    if not any(a == "--config" or a.startswith("--config=") for a in argv):
-        argv = ["--config", str(REPO_ROOT / "configs" / default_config), *argv]
+    has_config = any(a == "--config" or a.startswith("--config=") for a in argv)
     cli_class = type("CLI", (DistillerCLI,), {"parse_links": ((tokenizer_from, "data.tokenizer"),)})
     cli = cli_class(
         model_class,
         ClfDataModule,
         run=False,
-        args=argv,
+        args=args,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
-        parser_kwargs={"parser_mode": "omegaconf"} if _has_omegaconf() else None,
+        parser_kwargs={"default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)]},
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return cli
 
-
-def _has_omegaconf() -> bool:
-    try:
-        import omegaconf  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -121,6 +121,8 @@ class BaseDistiller(pl.LightningModule):
         self._check_labels(teacher, "teacher", dm)
         student_model = make_student(student, teacher, dm)
         self._check_labels(student_model, "student", dm)
+        if dm is not None:  # the exported student carries the data's class names
+            student_model.config.id2label, student_model.config.label2id = dm.id2label, dm.label2id
         self._check_vocab(teacher, student_model, student, dm)
 
         t_dims, s_dims = ModelDims.from_config(teacher.config), ModelDims.from_config(student_model.config)

@@ -1,0 +1,252 @@
+"""Distillers: hook-fed losses equal eager references, freezing per stage, teacher isolation, validation, export."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from transformers import AutoModelForSequenceClassification
+
+from adaptors import ADAPTORS, build_adaptors
+from data.data_module import ClfDataModule
+from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student
+from helper.finetuner import HgCkptIO
+from tests.adaptors.helpers import dims, run_model
+from tests.conftest import tiny_bert
+
+INTER = ["AttnMiniLM", "ValMiniLM", "AttnTinyBERT", "HidnTinyBERT", "EmbdTinyBERT", "HidnPKD"]
+LOGIT = ["LogitKD", "LogitCE", "LogitMSE"]
+
+
+def quick_trainer(**kwargs) -> Trainer:
+    opts = dict(max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    opts.update(kwargs)
+    return Trainer(enable_checkpointing=opts.pop("enable_checkpointing", False), **opts)
+
+
+@pytest.fixture
+def dm(toy_dataset, minilm_path) -> ClfDataModule:
+    return ClfDataModule(toy_dataset, tokenizer=minilm_path, batch_size=8)
+
+
+@pytest.fixture
+def student4():
+    """2 layers, width 32, 4 heads: the teacher's head count, as AttnTinyBERT requires."""
+    return tiny_bert(layers=2, hidden=32, heads=4, seed=3)
+
+
+@pytest.fixture
+def batch(dm) -> dict[str, torch.Tensor]:
+    return next(iter(dm.train_dataloader()))
+
+
+def test_public_api_snippet(tmp_path, dm, tiny_teacher, tiny_student):
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["AttnMiniLM", "ValMiniLM", "LogitMSE"], dm)
+    trainer = Trainer(
+        max_epochs=1,
+        plugins=[HgCkptIO()],
+        callbacks=[ModelCheckpoint(monitor="val_loss", mode="min", dirpath=tmp_path)],
+        logger=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(distiller, dm)
+    folder = trainer.checkpoint_callback.best_model_path
+    exported = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert exported.config.num_hidden_layers == 2 and exported.config.hidden_size == 32
+    assert exported.config.id2label == {0: "negative", 1: "positive"}
+    for key in ("train_distill_AttnMiniLM", "train_distill_ValMiniLM", "train_distill_LogitMSE", "train_loss", "lr"):
+        assert key in trainer.callback_metrics
+    for key in ("val_loss", "val_acc", "val_f1", "val_f1_negative", "teacher_val_acc", "val_distill_loss"):
+        assert key in trainer.callback_metrics
+
+
+def test_hook_losses_equal_eager_references(tiny_teacher, student4, batch):
+    """Losses fed by hooks on SDPA models equal the same adaptors fed from eager output_attentions/hidden_states."""
+    distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT, alpha=0.0).eval()
+    assert tiny_teacher.config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        losses, _, _ = distiller._distill(batch)
+    eager_t = copy.deepcopy(tiny_teacher).eval()
+    eager_t.set_attn_implementation("eager")
+    eager_s = copy.deepcopy(distiller.student).eval()
+    eager_s.set_attn_implementation("eager")
+    for adaptor, layer_map in zip(distiller.adaptors, distiller.layer_maps):
+        t_layers = [t for _, t in layer_map] or [0]
+        s_layers = [s for s, _ in layer_map] or [0]
+        with torch.no_grad():
+            t = run_model(eager_t, batch, t_layers).taps
+            s = run_model(eager_s, batch, s_layers).taps
+            expected = adaptor(t, s)
+        torch.testing.assert_close(losses[adaptor.name], expected, rtol=1e-4, atol=1e-5, msg=adaptor.name)
+
+
+def test_default_layer_maps(tiny_teacher, tiny_student):
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["AttnMiniLM", "HidnTinyBERT", "LogitKD", "EmbdTinyBERT"])
+    maps = dict(zip([a.name for a in distiller.adaptors], distiller.layer_maps))
+    assert maps["AttnMiniLM"] == [(1, 3)]  # MiniLM: last layer
+    assert maps["HidnTinyBERT"] == [(0, 1), (1, 3)]  # TinyBERT: uniform 4 -> 2
+    assert maps["LogitKD"] == [] and maps["EmbdTinyBERT"] == []
+    explicit = BaseDistiller(tiny_teacher, tiny_student, [{"name": "HidnTinyBERT", "layers": [[0, 0], [1, 2]]}])
+    assert explicit.layer_maps == [[(0, 0), (1, 2)]]
+
+
+def test_zero_loss_for_a_copy_of_the_teacher(tiny_teacher, batch):
+    student = copy.deepcopy(tiny_teacher)
+    names = INTER + ["LogitKD", "LogitMSE"]
+    distiller = BaseDistiller(tiny_teacher, student, names, alpha=0.0).eval()
+    with torch.no_grad():
+        losses, _, _ = distiller._distill(batch)
+    for name in names:
+        assert losses[name].abs().item() < 1e-5, name
+
+
+def test_gradients_reach_only_student_and_projections(tiny_teacher, student4, batch):
+    distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT, alpha=0.5)
+    losses, s_logits, _ = distiller._distill(batch)
+    distiller._total(losses, s_logits, batch["labels"])["loss"].backward()
+    assert all(p.grad is None and not p.requires_grad for p in distiller.teacher.parameters())
+    assert distiller.student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
+    projections = [a.proj for a in distiller.adaptors if getattr(a, "proj", None) is not None]
+    assert projections and all(p.weight.grad is not None and p.weight.grad.abs().sum() > 0 for p in projections)
+
+
+def test_teacher_stays_in_eval_mode_and_frozen(tiny_teacher, tiny_student):
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"])
+    distiller.train()
+    assert not distiller.teacher.training and distiller.student.training
+    assert not any(p.requires_grad for p in distiller.teacher.parameters())
+
+
+def test_padding_does_not_change_losses(tiny_teacher, student4, batch):
+    distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT).eval()
+    with torch.no_grad():
+        plain, _, _ = distiller._distill(batch)
+        padded, _, _ = distiller._distill(pad_batch(batch, 5))
+    for name, value in plain.items():
+        torch.testing.assert_close(padded[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_only_needed_taps_are_captured(tiny_teacher, tiny_student):
+    logit_only = BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"])
+    assert logit_only.t_taps is None and logit_only.s_taps is None
+    hidden_only = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT"])
+    assert hidden_only.t_taps.needs == {"hidden"} and hidden_only.t_taps.layers == (1, 3)
+    assert hidden_only.s_taps.layers == (0, 1)
+
+
+def pad_batch(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """Every per-token tensor right-padded with ``extra`` zero columns (pad id 0, mask 0, segment 0)."""
+    return {k: v if v.ndim == 1 else torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
+
+
+def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+
+
+def test_two_step_freezing(dm, tiny_teacher):
+    student = make_student({"layers": [0, 3]}, tiny_teacher, dm)
+    head = {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+
+    step1 = InterDistiller(tiny_teacher, student, ["AttnMiniLM", "HidnTinyBERT"], dm)
+    before = {n: p.detach().clone() for n, p in step1.student.named_parameters()}
+    quick_trainer().fit(step1, dm)
+    changed = _changed(before, step1.student)
+    assert changed and not changed & head
+    assert any(".encoder.layer." in n for n in changed)
+
+    step1.remove_taps()
+    step2 = PredDistiller(tiny_teacher, step1.student, ["LogitKD"], dm, alpha=0.5, lr=1e-3)
+    before = {n: p.detach().clone() for n, p in step2.student.named_parameters()}
+    quick_trainer().fit(step2, dm)
+    assert _changed(before, step2.student) == head
+
+
+def test_stage_adaptor_kinds_are_checked(tiny_teacher, tiny_student):
+    with pytest.raises(ValueError, match=r"InterDistiller.*accepts inter adaptors; got \['LogitKD'\]"):
+        InterDistiller(tiny_teacher, tiny_student, ["AttnMiniLM", "LogitKD"])
+    with pytest.raises(ValueError, match=r"PredDistiller.*accepts logit adaptors; got \['HidnTinyBERT'\]"):
+        PredDistiller(tiny_teacher, tiny_student, ["LogitKD", "HidnTinyBERT"])
+    with pytest.raises(ValueError, match="alpha=0.5: InterDistiller trains intermediate layers only"):
+        InterDistiller(tiny_teacher, tiny_student, ["AttnMiniLM"], alpha=0.5)
+
+
+def test_bad_settings_reported_together(tiny_teacher, tiny_student):
+    with pytest.raises(ValueError) as err:
+        BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], alpha=1.5, temperature=0, lr=-1)
+    message = str(err.value)
+    assert "alpha=1.5: expected a number in [0, 1]" in message
+    assert "temperature=0: expected a number > 0" in message
+    assert "lr=-1: expected a number > 0" in message
+
+
+def test_unknown_adaptor_lists_valid_names(tiny_teacher, tiny_student):
+    with pytest.raises(ValueError) as err:
+        BaseDistiller(tiny_teacher, tiny_student, ["AttnMiniLm"])
+    assert "AttnMiniLM" in str(err.value)
+    for name in ADAPTORS:
+        assert name in str(err.value)
+
+
+def test_label_and_vocabulary_mismatch(dm, tiny_teacher):
+    three_labels = tiny_bert(layers=2, hidden=32, heads=2, num_labels=3)
+    with pytest.raises(ValueError, match="num_labels=3 but the data has 2 classes"):
+        BaseDistiller(tiny_teacher, three_labels, ["LogitKD"], dm)
+    other_vocab = tiny_bert(layers=2, hidden=32, heads=2, vocab_size=1000)
+    with pytest.raises(ValueError, match="vocab_size=1000 differs from the teacher's 30522"):
+        BaseDistiller(tiny_teacher, other_vocab, ["LogitKD"])
+
+
+def test_layer_map_out_of_range(tiny_teacher, tiny_student):
+    with pytest.raises(ValueError, match=r"adaptors\[HidnTinyBERT\]\.layers"):
+        BaseDistiller(tiny_teacher, tiny_student, [{"name": "HidnTinyBERT", "layers": [[0, 9]]}])
+
+
+def test_projection_off_with_different_widths(tiny_teacher, tiny_student):
+    with pytest.raises(ValueError, match="projection"):
+        BaseDistiller(tiny_teacher, tiny_student, [{"name": "HidnTinyBERT", "projection": False}])
+
+
+def test_teacher_path_errors(tmp_path, tiny_student):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BaseDistiller(str(tmp_path / "missing"), tiny_student, ["LogitKD"])
+    encoder_only = tmp_path / "encoder"
+    tiny_bert().bert.save_pretrained(encoder_only)
+    with pytest.raises(ValueError, match="not a sequence classifier"):
+        BaseDistiller(str(encoder_only), tiny_student, ["LogitKD"])
+
+
+def test_students_from_recipes(dm, tiny_teacher):
+    cut = make_student({"layers": [1, 3]}, tiny_teacher, dm)
+    assert cut.config.num_hidden_layers == 2
+    torch.testing.assert_close(cut.bert.encoder.layer[1].output.dense.weight, tiny_teacher.bert.encoder.layer[3].output.dense.weight)
+    small = make_student({"num_layers": 1, "hidden_size": 16, "num_heads": 2}, tiny_teacher, dm)
+    assert (small.config.num_hidden_layers, small.config.hidden_size) == (1, 16)
+    with pytest.raises(ValueError, match="unknown key"):
+        make_student({"depth": 2}, tiny_teacher, dm)
+
+
+def test_checkpoint_excludes_teacher_and_resumes(tmp_path, dm, tiny_teacher, tiny_student):
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT", "LogitKD"], dm)
+    trainer = quick_trainer(
+        plugins=[HgCkptIO()], callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)], enable_checkpointing=True
+    )
+    trainer.fit(distiller, dm)
+    folder = tmp_path / "last.ckpt"
+    state = HgCkptIO().load_checkpoint(folder)
+    assert not any(k.startswith("teacher.") for k in state["state_dict"])
+    assert any(k.startswith("adaptors.") and "proj" in k for k in state["state_dict"])  # projections resume
+    exported = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert not any("proj" in k for k in exported.state_dict())
+    resumed = BaseDistiller(tiny_teacher, tiny_bert(layers=2, hidden=32, heads=2, seed=7), ["HidnTinyBERT", "LogitKD"], dm)
+    trainer2 = quick_trainer(max_steps=4, plugins=[HgCkptIO()])
+    trainer2.fit(resumed, dm, ckpt_path=str(folder))
+    assert trainer2.global_step == 4
+
+
+def test_adaptor_instances_are_accepted(tiny_teacher, tiny_student):
+    built = build_adaptors(["LogitKD"], dims(tiny_teacher), dims(tiny_student), defaults={"temperature": 2.0})
+    distiller = BaseDistiller(tiny_teacher, tiny_student, built)
+    assert distiller.adaptors[0] is built[0] and distiller.adaptors[0].temperature == 2.0
