@@ -6,13 +6,16 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo test lint clean
 
-install:  ## create .venv and install the project (CPU torch pinned first: no CUDA downloads)
+install: .venv/.installed  ## create .venv and install the project (CPU torch pinned first: no CUDA downloads)
+
+.venv/.installed: setup.py
 	test -x $(PYTHON) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
+	touch $@
 
-demo:  ## fine-tune the teacher on the demo set, distil it (mix-step and two-step), compare teacher and students
+demo: install  ## fine-tune the teacher on the demo set, distil it (mix-step and two-step), compare teacher and students
 	$(PYTHON) finetune.py --trainer.callbacks.HgExport.overwrite true
 	$(PYTHON) distillation_ms.py --trainer.callbacks.HgExport.overwrite true
 	$(PYTHON) distillation_ts_1st.py --trainer.callbacks.HgExport.overwrite true
@@ -20,10 +23,10 @@ demo:  ## fine-tune the teacher on the demo set, distil it (mix-step and two-ste
 	$(PYTHON) benchmark.py outputs/teacher outputs/student_ms outputs/student_ts --names teacher mix-step two-step \
 		--dataset demo --label-names negative positive
 
-test:  ## the test suite (tiny random models for logic; packaged MiniLM and ../shared/data end to end)
+test: install  ## the test suite (tiny random models for logic; packaged MiniLM and ../shared/data end to end)
 	$(PYTHON) -m pytest -q
 
-lint:
+lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 

@@ -1,4 +1,4 @@
-"""Mix-step distillation: ``python distillation_ms.py [--config configs/distillation_ms.yaml] [--model.alpha 0.3 ...]``."""
+"""Mix-step distillation: ``python distillation_ms.py [--config configs/distillation_ms.yaml] [--model.alpha 0.3]``."""
 
 from helper.cli import run
 from helper.distiller import BaseDistiller

@@ -9,7 +9,7 @@ ROOT = Path(__file__).parent
 setup(
     name="transformer-distiller",
     version="0.1.0",
-    description="Task-specific knowledge distillation of Hugging Face Transformer text classifiers with PyTorch Lightning",
+    description="Task-specific knowledge distillation of Hugging Face text classifiers with PyTorch Lightning",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",

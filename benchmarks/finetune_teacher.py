@@ -35,7 +35,9 @@ class TrainClock(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, idx: int) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, out: object, batch: dict, idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, out: object, batch: dict, idx: int
+    ) -> None:
         self.seconds += time.perf_counter() - self._start
         self.samples += len(batch["labels"])
 

@@ -122,9 +122,14 @@ class ClfDataModule(pl.LightningDataModule):
         problems = []
         if not 0.0 < val_fraction < 1.0:
             problems.append(f"val_fraction={val_fraction!r}: expected a number in (0, 1)")
-        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                            ("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
-                            ("num_labels", num_labels)):
+        for name, value in (
+            ("max_length", max_length),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("max_train_samples", max_train_samples),
+            ("max_eval_samples", max_eval_samples),
+            ("num_labels", num_labels),
+        ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 problems.append(f"{name}={value!r}: expected a positive integer")
         if problems:
@@ -210,9 +215,7 @@ class ClfDataModule(pl.LightningDataModule):
         if getattr(feature, "dtype", None) == "string":
             names = sorted({v for split in self.raw.values() for v in split[self.label_field] if v is not None})
             class_label = ClassLabel(names=names)
-            self.raw = DatasetDict(
-                {k: v.cast_column(self.label_field, class_label) for k, v in self.raw.items()}
-            )
+            self.raw = DatasetDict({k: v.cast_column(self.label_field, class_label) for k, v in self.raw.items()})
 
     def _resolve_label_names(self, label_names: list[str] | None, num_labels: int | None) -> list[str]:
         names = label_names or class_label_names(self.raw, self.label_field)
@@ -332,7 +335,7 @@ class ClfDataModule(pl.LightningDataModule):
         """Raw texts of a split (pairs as tuples), e.g. for tokenizer checks or pipelines."""
         ds = self.raw[split] if limit is None else self.raw[split].select(range(min(limit, len(self.raw[split]))))
         cols = [ds[f] for f in self.text_fields]
-        return list(cols[0]) if len(cols) == 1 else list(zip(*cols))
+        return list(cols[0]) if len(cols) == 1 else list(zip(*cols, strict=True))
 
 
 def check_tokenizers(

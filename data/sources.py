@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Union
 
 import datasets
 from datasets import ClassLabel, DatasetDict
@@ -34,7 +33,7 @@ PAIR_FIELDS = (
 SINGLE_FIELDS = ("sentence", "text", "content", "review", "tweet", "document", "question")
 LABEL_FIELDS = ("label", "labels", "target", "class", "category")
 
-DataSource = Union[DatasetDict, str, Path, Mapping[str, str]]
+DataSource = DatasetDict | str | Path | Mapping[str, str]
 
 
 class DataError(ValueError):
@@ -49,7 +48,9 @@ class DataError(ValueError):
 def _builder_for(path: Path) -> tuple[str, dict]:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise DataError([f"data file {str(path)!r} has an unsupported ending {suffix!r}; expected one of {sorted(FORMATS)}"])
+        raise DataError(
+            [f"data file {str(path)!r} has an unsupported ending {suffix!r}; expected one of {sorted(FORMATS)}"]
+        )
     return FORMATS[suffix], ({"delimiter": "\t"} if suffix == ".tsv" else {})
 
 
@@ -111,8 +112,10 @@ def load_source(source: DataSource, subset: str | None = None) -> DatasetDict:
         files = _files_in_folder(path)
         if not files:
             raise DataError(
-                [f"folder {text!r} holds no data files; expected <split>.<ext> with split in {list(SPLIT_FILES)} "
-                 f"and ext in {sorted(FORMATS)}"]
+                [
+                    f"folder {text!r} holds no data files; expected <split>.<ext> with split in {list(SPLIT_FILES)} "
+                    f"and ext in {sorted(FORMATS)}"
+                ]
             )
         return _load_files(files)
     if path.is_file():
@@ -146,8 +149,10 @@ def detect_text_fields(columns: Sequence[str], override: str | Sequence[str] | N
         missing = [f for f in fields if f not in columns]
         if not fields or len(fields) > 2 or missing:
             raise DataError(
-                [f"text_fields={fields!r}: expected one or two of the existing columns {list(columns)}"
-                 + (f"; missing {missing}" if missing else "")]
+                [
+                    f"text_fields={fields!r}: expected one or two of the existing columns {list(columns)}"
+                    + (f"; missing {missing}" if missing else "")
+                ]
             )
         return fields
     for pair in PAIR_FIELDS:
@@ -157,8 +162,10 @@ def detect_text_fields(columns: Sequence[str], override: str | Sequence[str] | N
         if field in columns:
             return [field]
     raise DataError(
-        [f"no text field found among columns {list(columns)}; expected one of {list(SINGLE_FIELDS)} or a pair "
-         f"{[list(p) for p in PAIR_FIELDS]}, or set text_fields explicitly"]
+        [
+            f"no text field found among columns {list(columns)}; expected one of {list(SINGLE_FIELDS)} or a pair "
+            f"{[list(p) for p in PAIR_FIELDS]}, or set text_fields explicitly"
+        ]
     )
 
 
@@ -172,8 +179,10 @@ def detect_label_field(columns: Sequence[str], override: str | None = None) -> s
         if field in columns:
             return field
     raise DataError(
-        [f"no label field found among columns {list(columns)}; expected one of {list(LABEL_FIELDS)}, "
-         "or set label_field explicitly"]
+        [
+            f"no label field found among columns {list(columns)}; expected one of {list(LABEL_FIELDS)}, "
+            "or set label_field explicitly"
+        ]
     )
 
 

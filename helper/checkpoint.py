@@ -123,7 +123,9 @@ class HgCkptIO(CheckpointIO):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def load_checkpoint(self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
         """Read a checkpoint folder (or a plain ``.ckpt`` file) back into Lightning's checkpoint dict."""
         source = Path(path)
         if not source.exists():

@@ -78,8 +78,10 @@ def run(
         args=args,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
-        parser_kwargs={"default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)]},
+        parser_kwargs={
+            "default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)],
+            "allow_abbrev": False,  # a mistyped key such as --trainer.max_epoch must fail, not match max_epochs
+        },
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return cli
-

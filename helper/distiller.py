@@ -222,7 +222,9 @@ class BaseDistiller(pl.LightningModule):
         return self
 
     @staticmethod
-    def _gather(raw: dict[str, Any], logits: torch.Tensor, mask: torch.Tensor, needs: frozenset, layers: list[int]) -> Taps:
+    def _gather(
+        raw: dict[str, Any], logits: torch.Tensor, mask: torch.Tensor, needs: frozenset, layers: list[int]
+    ) -> Taps:
         fields: dict[str, Any] = {"attention_mask": mask, "logits": logits}
         if "embeddings" in needs:
             fields["embeddings"] = raw["embeddings"]
@@ -241,7 +243,7 @@ class BaseDistiller(pl.LightningModule):
         s_raw = self.s_taps.pop() if self.s_taps is not None else {}
         mask = batch["attention_mask"]
         losses = {}
-        for adaptor, layer_map in zip(self.adaptors, self.layer_maps):
+        for adaptor, layer_map in zip(self.adaptors, self.layer_maps, strict=True):
             t = self._gather(t_raw, t_logits, mask, adaptor.needs, [tl for _, tl in layer_map])
             s = self._gather(s_raw, s_logits, mask, adaptor.needs, [sl for sl, _ in layer_map])
             losses[adaptor.name] = adaptor(t, s)
@@ -292,7 +294,9 @@ class BaseDistiller(pl.LightningModule):
         """AdamW over the trainable student parameters and the adaptors' projections."""
         hp = self.hparams
         params = [*self.student.named_parameters(), *self.adaptors.named_parameters(prefix="adaptors")]
-        return adamw_with_warmup(params, hp.lr, hp.weight_decay, hp.warmup_ratio, self.trainer.estimated_stepping_batches)
+        return adamw_with_warmup(
+            params, hp.lr, hp.weight_decay, hp.warmup_ratio, self.trainer.estimated_stepping_batches
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave the frozen teacher out and describe the student as the exported Hugging Face model."""

@@ -87,7 +87,11 @@ class ClfFinetune(pl.LightningModule):
         """AdamW with linear warm-up and decay over the real number of steps."""
         hp = self.hparams
         return adamw_with_warmup(
-            self.model.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_ratio, self.trainer.estimated_stepping_batches
+            self.model.named_parameters(),
+            hp.lr,
+            hp.weight_decay,
+            hp.warmup_ratio,
+            self.trainer.estimated_stepping_batches,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -126,7 +126,9 @@ def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
             obj = getattr(obj, part, None)
         if isinstance(obj, torch.nn.ModuleList):
             return obj
-    raise ValueError(f"cannot find encoder layers in {type(model).__name__}; expected encoder.layer or transformer.layer")
+    raise ValueError(
+        f"cannot find encoder layers in {type(model).__name__}; expected encoder.layer or transformer.layer"
+    )
 
 
 def student_from_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:

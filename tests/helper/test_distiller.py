@@ -73,7 +73,7 @@ def test_hook_losses_equal_eager_references(tiny_teacher, student4, batch):
     eager_t.set_attn_implementation("eager")
     eager_s = copy.deepcopy(distiller.student).eval()
     eager_s.set_attn_implementation("eager")
-    for adaptor, layer_map in zip(distiller.adaptors, distiller.layer_maps):
+    for adaptor, layer_map in zip(distiller.adaptors, distiller.layer_maps, strict=True):
         t_layers = [t for _, t in layer_map] or [0]
         s_layers = [s for s, _ in layer_map] or [0]
         with torch.no_grad():
@@ -85,7 +85,7 @@ def test_hook_losses_equal_eager_references(tiny_teacher, student4, batch):
 
 def test_default_layer_maps(tiny_teacher, tiny_student):
     distiller = BaseDistiller(tiny_teacher, tiny_student, ["AttnMiniLM", "HidnTinyBERT", "LogitKD", "EmbdTinyBERT"])
-    maps = dict(zip([a.name for a in distiller.adaptors], distiller.layer_maps))
+    maps = dict(zip([a.name for a in distiller.adaptors], distiller.layer_maps, strict=True))
     assert maps["AttnMiniLM"] == [(1, 3)]  # MiniLM: last layer
     assert maps["HidnTinyBERT"] == [(0, 1), (1, 3)]  # TinyBERT: uniform 4 -> 2
     assert maps["LogitKD"] == [] and maps["EmbdTinyBERT"] == []
@@ -221,7 +221,9 @@ def test_teacher_path_errors(tmp_path, tiny_student):
 def test_students_from_recipes(dm, tiny_teacher):
     cut = make_student({"layers": [1, 3]}, tiny_teacher, dm)
     assert cut.config.num_hidden_layers == 2
-    torch.testing.assert_close(cut.bert.encoder.layer[1].output.dense.weight, tiny_teacher.bert.encoder.layer[3].output.dense.weight)
+    torch.testing.assert_close(
+        cut.bert.encoder.layer[1].output.dense.weight, tiny_teacher.bert.encoder.layer[3].output.dense.weight
+    )
     small = make_student({"num_layers": 1, "hidden_size": 16, "num_heads": 2}, tiny_teacher, dm)
     assert (small.config.num_hidden_layers, small.config.hidden_size) == (1, 16)
     with pytest.raises(ValueError, match="unknown key"):
@@ -240,7 +242,9 @@ def test_checkpoint_excludes_teacher_and_resumes(tmp_path, dm, tiny_teacher, tin
     assert any(k.startswith("adaptors.") and "proj" in k for k in state["state_dict"])  # projections resume
     exported = AutoModelForSequenceClassification.from_pretrained(folder)
     assert not any("proj" in k for k in exported.state_dict())
-    resumed = BaseDistiller(tiny_teacher, tiny_bert(layers=2, hidden=32, heads=2, seed=7), ["HidnTinyBERT", "LogitKD"], dm)
+    resumed = BaseDistiller(
+        tiny_teacher, tiny_bert(layers=2, hidden=32, heads=2, seed=7), ["HidnTinyBERT", "LogitKD"], dm
+    )
     trainer2 = quick_trainer(max_steps=4, plugins=[HgCkptIO()])
     trainer2.fit(resumed, dm, ckpt_path=str(folder))
     assert trainer2.global_step == 4
