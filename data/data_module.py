@@ -8,7 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from datasets import ClassLabel, DatasetDict
+from datasets import ClassLabel, DatasetDict, Value
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
@@ -31,8 +31,8 @@ class LengthGroupedSampler(Sampler[int]):
     sorted by length and cut into batches, and the batches are shuffled. Evaluation order (``shuffle=False``): all
     examples sorted by length, longest first, so the first batch shows the peak memory.
 
-    Under distributed training Lightning wraps this sampler so each process takes every N-th index, which keeps the
-    grouping.
+    Under distributed training Lightning wraps this sampler in a ``DistributedSamplerWrapper``, which reshuffles the
+    indices: each process then sees random-order batches (correct, but without the padding savings).
     """
 
     def __init__(
@@ -63,8 +63,9 @@ class LengthGroupedSampler(Sampler[int]):
             part = perm[start : start + chunk]
             part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
             batches.extend(part.split(self.batch_size))
+        short = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # kept last so batches stay aligned
         order = torch.randperm(len(batches), generator=gen).tolist()
-        return iter(torch.cat([batches[i] for i in order]).tolist())
+        return iter(torch.cat([batches[i] for i in order] + short).tolist())
 
 
 class ClfDataModule(pl.LightningDataModule):
@@ -151,7 +152,7 @@ class ClfDataModule(pl.LightningDataModule):
         columns = self.raw["train"].column_names
         self.text_fields = detect_text_fields(columns, text_fields)
         self.label_field = detect_label_field(columns, label_field)
-        self._encode_string_labels()
+        self._normalise_labels(label_names)
         self.label_names = self._resolve_label_names(label_names, num_labels)
         self._validate()
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
@@ -210,12 +211,45 @@ class ClfDataModule(pl.LightningDataModule):
             out["test"] = raw[test]
         return out
 
-    def _encode_string_labels(self) -> None:
+    def _normalise_labels(self, label_names: list[str] | None) -> None:
+        """Map string labels to ids (in ``label_names`` order when given) and whole-number floats to ints."""
         feature = self.raw["train"].features.get(self.label_field)
-        if getattr(feature, "dtype", None) == "string":
-            names = sorted({v for split in self.raw.values() for v in split[self.label_field] if v is not None})
-            class_label = ClassLabel(names=names)
-            self.raw = DatasetDict({k: v.cast_column(self.label_field, class_label) for k, v in self.raw.items()})
+        dtype = getattr(feature, "dtype", None)
+        if dtype == "string":
+            values = {v for split in self.raw.values() for v in split[self.label_field] if v is not None}
+            names = list(label_names) if label_names else sorted(values)
+            unknown = sorted(values - set(names))
+            if unknown:
+                raise DataError(
+                    [
+                        f"label field {self.label_field!r} has values {unknown[:10]} that are not in "
+                        f"label_names={names}; expected every label to be one of the names"
+                    ]
+                )
+            cast = ClassLabel(names=names)
+        elif dtype == "bool":
+            row, value = next((i, v) for i, v in enumerate(self.raw["train"][self.label_field]) if v is not None)
+            expected = f"0..{len(label_names) - 1}" if label_names else "0..num_labels-1"
+            raise DataError(
+                [
+                    f"split 'train', row {row}: label {value!r} (bool) in {self.label_field!r}; "
+                    f"expected an integer in {expected}"
+                ]
+            )
+        elif dtype is not None and dtype.startswith("float"):
+            for split, ds in self.raw.items():
+                for i, v in enumerate(ds[self.label_field]):
+                    if v is not None and float(v) != int(v):
+                        raise DataError(
+                            [
+                                f"split {split!r}, row {i}: label {v!r} in {self.label_field!r} is not a whole number; "
+                                "expected an integer class id"
+                            ]
+                        )
+            cast = Value("int64")
+        else:
+            return
+        self.raw = DatasetDict({k: v.cast_column(self.label_field, cast) for k, v in self.raw.items()})
 
     def _resolve_label_names(self, label_names: list[str] | None, num_labels: int | None) -> list[str]:
         names = label_names or class_label_names(self.raw, self.label_field)
@@ -257,7 +291,10 @@ class ClfDataModule(pl.LightningDataModule):
     def _label_problems(self, split: str, labels: list[Any]) -> list[str]:
         for i, value in enumerate(labels):
             if value is None:
-                return [f"split {split!r}, row {i}: label field {self.label_field!r} is missing (None)"]
+                return [
+                    f"split {split!r}, row {i}: label field {self.label_field!r} is missing (None); "
+                    f"expected an integer in 0..{self.num_labels - 1}"
+                ]
             if isinstance(value, bool) or not isinstance(value, int):
                 return [
                     f"split {split!r}, row {i}: label {value!r} ({type(value).__name__}) in {self.label_field!r}; "

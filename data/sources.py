@@ -120,7 +120,8 @@ def load_source(source: DataSource, subset: str | None = None) -> DatasetDict:
         return _load_files(files)
     if path.is_file():
         return _load_files({"train": path})
-    if path.suffix.lower() in FORMATS or text.startswith((".", "/", "~")) or text.count("/") > 1:
+    first = Path(text.split("/")[0]).expanduser()
+    if path.suffix.lower() in FORMATS or text.startswith((".", "/", "~")) or text.count("/") > 1 or first.is_dir():
         raise DataError([f"dataset path {text!r} does not exist"])
     require_hub(
         "dataset",

@@ -80,7 +80,12 @@ def atomic_replace(tmp: Path, target: Path) -> None:
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(target, old)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:  # put the previous version back
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
 
@@ -129,7 +134,7 @@ class HgCkptIO(CheckpointIO):
         """Read a checkpoint folder (or a plain ``.ckpt`` file) back into Lightning's checkpoint dict."""
         source = Path(path)
         if not source.exists():
-            stale = sorted(source.parent.glob(f".{source.name}.old-*"))
+            stale = sorted(source.parent.glob(f".{source.name}.old-*"), key=lambda p: p.stat().st_mtime)
             if not stale:
                 raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
             source = stale[-1]

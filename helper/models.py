@@ -150,7 +150,7 @@ def student_from_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreT
             f"student layers={layers}: expected distinct increasing indices in 0..{depth - 1} (the teacher has "
             f"{depth} layers)" + (f"; invalid: {bad}" if bad else "")
         )
-    student = copy.deepcopy(teacher)
+    student = copy.deepcopy(teacher).requires_grad_(True).train()  # the teacher may be frozen; the student trains
     student_blocks = _encoder_layers(student)
     kept = torch.nn.ModuleList([student_blocks[i] for i in layers])
     parent = student.base_model.encoder if hasattr(student.base_model, "encoder") else student.base_model.transformer

@@ -1,0 +1,140 @@
+"""Teacher-labelled data augmentation by word replacement, in the spirit of TinyBERT's task-specific augmentation.
+
+TinyBERT (Jiao et al., 2020, arXiv:1909.10351, Sec. 3.3) enlarges the task data by replacing words with similar
+words and lets the teacher supervise the new examples. Here the similar words come from the teacher itself: the
+nearest neighbours (cosine similarity) of a word in the teacher's input word-embedding table, restricted to whole-word
+vocabulary entries. Each augmented copy replaces every eligible word with probability ``p``, and its label is the
+teacher's prediction (the distiller's logit adaptors then use the teacher's full distribution at training time).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from data.data_module import ClfDataModule
+
+
+def neighbour_table(
+    tokenizer: PreTrainedTokenizerBase, embeddings: torch.Tensor, words: Iterable[str], k: int = 10
+) -> dict[str, list[str]]:
+    """The ``k`` nearest whole-word vocabulary entries of each word that is itself a single vocabulary entry.
+
+    Args:
+        tokenizer: The teacher's tokenizer (its vocabulary indexes ``embeddings``).
+        embeddings: The teacher's input word embeddings, ``(vocab_size, hidden)``.
+        words: Words to find neighbours for (others are skipped).
+        k: Neighbours per word.
+
+    Returns:
+        ``{word: [neighbour, ...]}`` for the words found in the vocabulary.
+    """
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_tokens)
+    candidates = sorted(i for t, i in vocab.items() if t.isalpha() and t not in special and not t.startswith("##"))
+    queries = sorted({w for w in words if w.isalpha() and w in vocab})
+    if not queries or not candidates:
+        return {}
+    id_to_token = {i: t for t, i in vocab.items()}
+    cand = F.normalize(embeddings[candidates].float(), dim=-1)
+    table = {}
+    for start in range(0, len(queries), 1024):
+        chunk = queries[start : start + 1024]
+        q = F.normalize(embeddings[[vocab[w] for w in chunk]].float(), dim=-1)
+        sims = q @ cand.T
+        top = sims.topk(min(k + 1, len(candidates)), dim=-1).indices
+        for word, row in zip(chunk, top.tolist(), strict=True):
+            table[word] = [id_to_token[candidates[j]] for j in row if id_to_token[candidates[j]] != word][:k]
+    return table
+
+
+def replace_words(text: str, table: dict[str, list[str]], p: float, rng: random.Random, lower: bool) -> str:
+    """One augmented copy of ``text``: each word with neighbours is replaced with probability ``p``."""
+    out = []
+    for word in text.split():
+        key = word.lower() if lower else word
+        options = table.get(key)
+        out.append(rng.choice(options) if options and rng.random() < p else word)
+    return " ".join(out)
+
+
+@torch.inference_mode()
+def teacher_labels(
+    teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list, max_length: int, batch_size: int = 128
+) -> list[int]:
+    """The teacher's predicted class for each text (or text pair), computed in length-sorted batches."""
+    teacher.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(str(texts[i])))
+    labels = [0] * len(texts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = [texts[i] for i in idx]
+        columns = [list(c) for c in zip(*batch, strict=True)] if isinstance(batch[0], tuple) else [batch]
+        enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        enc = {k: v.to(teacher.device) for k, v in enc.items()}
+        for i, label in zip(idx, teacher(**enc).logits.argmax(-1).tolist(), strict=True):
+            labels[i] = label
+    return labels
+
+
+def augment_with_teacher(
+    dm: ClfDataModule,
+    teacher: PreTrainedModel,
+    copies: int = 4,
+    p: float = 0.3,
+    k: int = 10,
+    seed: int = 42,
+) -> DatasetDict:
+    """The data module's training split plus ``copies`` teacher-labelled word-replacement copies of each example.
+
+    Args:
+        dm: Source data (its text fields, label names, tokenizer and max length are used).
+        teacher: Fine-tuned teacher that labels the copies and provides the embedding neighbours.
+        copies: Augmented copies per training example.
+        p: Probability of replacing each eligible word.
+        k: Nearest neighbours considered per word.
+        seed: Seed of the replacement choices.
+
+    Returns:
+        A ``DatasetDict`` (``train`` = originals + copies, ``validation`` unchanged) with the data module's fields.
+
+    Raises:
+        ValueError: ``copies < 1``, ``p`` outside (0, 1] or ``k < 1``.
+    """
+    problems = []
+    if copies < 1:
+        problems.append(f"copies={copies}: expected >= 1")
+    if not 0 < p <= 1:
+        problems.append(f"p={p}: expected a probability in (0, 1]")
+    if k < 1:
+        problems.append(f"k={k}: expected >= 1")
+    if problems:
+        raise ValueError("; ".join(problems))
+    tokenizer = dm.tokenizer
+    lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
+    train = dm.raw["train"]
+    fields, label_field = dm.text_fields, dm.label_field
+    words = {w.lower() if lower else w for f in fields for text in train[f] for w in text.split()}
+    table = neighbour_table(tokenizer, teacher.get_input_embeddings().weight.detach(), words, k)
+    rng = random.Random(seed)
+    new = {f: [] for f in fields}
+    for _ in range(copies):
+        for row in train:
+            for f in fields:
+                new[f].append(replace_words(row[f], table, p, rng, lower))
+    texts = new[fields[0]] if len(fields) == 1 else list(zip(*(new[f] for f in fields), strict=True))
+    labels = teacher_labels(teacher, tokenizer, texts, dm.max_length)
+    features = Features({**{f: Value("string") for f in fields}, label_field: ClassLabel(names=dm.label_names)})
+    original = {f: list(train[f]) for f in fields}
+    merged = {f: original[f] + new[f] for f in fields}
+    merged[label_field] = list(train[label_field]) + labels
+    val = dm.raw["validation"]
+    validation = {f: list(val[f]) for f in fields} | {label_field: list(val[label_field])}
+    return DatasetDict(
+        train=Dataset.from_dict(merged, features=features), validation=Dataset.from_dict(validation, features=features)
+    )
