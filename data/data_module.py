@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from datasets import ClassLabel, DatasetDict, Value
 from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sources import (
     DataError,
@@ -22,6 +26,46 @@ from data.sources import (
 )
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TEACHER_LOGITS = "teacher_logits"
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a batch that a Hugging Face encoder takes (no labels, no cached teacher outputs)."""
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def tokenize_batch(
+    batch: dict[str, list],
+    tokenizer: PreTrainedTokenizerBase,
+    text_fields: list[str],
+    label_field: str,
+    max_length: int,
+) -> dict[str, list]:
+    """Tokenize a batch of rows (truncation only; padding happens per training batch) and copy the labels.
+
+    A plain function of its arguments, so ``datasets`` fingerprints (and caches) the result by data, tokenizer,
+    fields and ``max_length`` only.
+    """
+    enc = tokenizer(*(batch[f] for f in text_fields), truncation=True, max_length=max_length)
+    enc["labels"] = batch[label_field]
+    return enc
+
+
+def cache_root() -> Path:
+    """Folder of the teacher-output cache (``$DISTILLER_CACHE`` or ``~/.cache/transformer_distiller``)."""
+    return Path(os.environ.get("DISTILLER_CACHE", Path.home() / ".cache" / "transformer_distiller"))
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A digest of a model's config and every parameter and buffer (changes whenever the weights change)."""
+    digest = hashlib.sha1()
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class LengthGroupedSampler(Sampler[int]):
@@ -308,12 +352,6 @@ class ClfDataModule(pl.LightningDataModule):
         return []
 
     # ------------------------------------------------------------------ tokenization and loaders
-    def _tokenize(self, batch: dict[str, list]) -> dict[str, list]:
-        texts = [batch[f] for f in self.text_fields]
-        enc = self.tokenizer(*texts, truncation=True, max_length=self.max_length)
-        enc["labels"] = batch[self.label_field]
-        return enc
-
     def prepare_data(self) -> None:
         """Tokenize once on the main process so that other processes reuse the ``datasets`` cache."""
         self.setup()
@@ -324,10 +362,67 @@ class ClfDataModule(pl.LightningDataModule):
             return
         tokenized = {}
         for split, ds in self.raw.items():
-            out = ds.map(self._tokenize, batched=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+            out = ds.map(
+                tokenize_batch,
+                batched=True,
+                remove_columns=ds.column_names,
+                desc=f"Tokenizing {split}",
+                fn_kwargs={
+                    "tokenizer": self.tokenizer,
+                    "text_fields": self.text_fields,
+                    "label_field": self.label_field,
+                    "max_length": self.max_length,
+                },
+            )
             keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
             tokenized[split] = out.with_format("torch", columns=keep)
         self.tokenized = DatasetDict(tokenized)
+
+    @torch.inference_mode()
+    def add_teacher_logits(self, teacher: PreTrainedModel, batch_size: int = 256) -> None:
+        """Compute the teacher's logits for every example once and keep them as a ``teacher_logits`` column.
+
+        The teacher runs in eval mode (so the logits are exactly what a training step would compute) over
+        length-sorted batches. Results are cached on disk under :func:`cache_root`, keyed by the teacher's weights and
+        config and by the tokenized split's fingerprint (data, tokenizer and ``max_length``), so a change to any of
+        them computes fresh logits. Calling it again with the same teacher does nothing.
+
+        Args:
+            teacher: The (frozen) teacher classifier.
+            batch_size: Inference batch size.
+        """
+        self.setup()
+        teacher_key = model_fingerprint(teacher)
+        if getattr(self, "_teacher_key", None) == teacher_key:
+            return
+        was_training = teacher.training
+        teacher.eval()
+        device = next(teacher.parameters()).device
+        collate = DataCollatorWithPadding(self.tokenizer)
+        for split, ds in self.tokenized.items():
+            base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
+            key = hashlib.sha1(f"{teacher_key}:{base._fingerprint}:{self.max_length}".encode()).hexdigest()
+            path = cache_root() / "teacher_logits" / f"{key}.pt"
+            if path.is_file():
+                logits = torch.load(path, weights_only=True)
+            else:
+                plain = base.with_format(None)
+                order = torch.argsort(torch.as_tensor([len(x) for x in plain["input_ids"]]), descending=True)
+                logits = torch.empty(len(base), teacher.config.num_labels)
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size].tolist()
+                    rows = [{k: plain[i][k] for k in MODEL_INPUTS if k in plain.column_names} for i in idx]
+                    batch = {k: v.to(device) for k, v in collate(rows).items()}
+                    logits[idx] = teacher(**batch).logits.float().cpu()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+                torch.save(logits, tmp)
+                os.replace(tmp, path)
+            with_logits = base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist())
+            columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in with_logits.column_names]
+            self.tokenized[split] = with_logits.with_format("torch", columns=columns)
+        teacher.train(was_training)
+        self._teacher_key = teacher_key
 
     def lengths(self, split: str) -> list[int]:
         """Token counts of a tokenized split."""

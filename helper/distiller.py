@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors
-from data.data_module import ClfDataModule, check_tokenizers
+from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
 from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
 from helper.layer_map import resolve_layer_map
 from helper.models import load_classifier, load_tokenizer, student_from_config, student_from_layers
@@ -94,6 +94,8 @@ class BaseDistiller(pl.LightningModule):
         lr: Peak learning rate (student and projections).
         weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
         warmup_ratio: Fraction of steps of linear warm-up; then linear decay.
+        cache_teacher_outputs: When every adaptor needs only the teacher's logits, compute them once before
+            training (:meth:`ClfDataModule.add_teacher_logits`, cached on disk) so steps run the student alone.
     """
 
     #: Adaptor kinds this module accepts, and the parameters it trains.
@@ -111,6 +113,7 @@ class BaseDistiller(pl.LightningModule):
         lr: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        cache_teacher_outputs: bool = True,
     ) -> None:
         super().__init__()
         problems = self._check_scalars(alpha, temperature)
@@ -149,6 +152,7 @@ class BaseDistiller(pl.LightningModule):
         self.val_metrics = classification_metrics(names, prefix="val_")
         self.teacher_metrics = classification_metrics(names, prefix="teacher_val_")
         self._teacher_logged = False
+        self.use_teacher_cache = False
         self._tok_files: dict[str, bytes] | None = None
         self.strict_loading = False  # the frozen teacher is not stored in checkpoints
 
@@ -214,6 +218,15 @@ class BaseDistiller(pl.LightningModule):
                 taps.remove()
         self.t_taps = self.s_taps = None
 
+    def setup(self, stage: str) -> None:
+        """Attach cached teacher logits to the data when only logits are needed (and caching is on)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        self.use_teacher_cache = bool(
+            self.hparams.cache_teacher_outputs and self.t_taps is None and isinstance(dm, ClfDataModule)
+        )
+        if self.use_teacher_cache:
+            dm.add_teacher_logits(self.teacher)
+
     # ------------------------------------------------------------------ the shared step
     def train(self, mode: bool = True) -> BaseDistiller:
         """Switch the student (and projections) to ``mode``; the teacher always stays in eval mode."""
@@ -235,10 +248,14 @@ class BaseDistiller(pl.LightningModule):
 
     def _distill(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Adaptor losses (unweighted), student logits and teacher logits for one batch."""
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.no_grad():
-            t_logits = self.teacher(**inputs).logits
-            t_raw = self.t_taps.pop() if self.t_taps is not None else {}
+        inputs = model_inputs(batch)
+        t_raw: dict[str, Any] = {}
+        if self.use_teacher_cache and TEACHER_LOGITS in batch:
+            t_logits = batch[TEACHER_LOGITS]
+        else:
+            with torch.no_grad():
+                t_logits = self.teacher(**inputs).logits
+                t_raw = self.t_taps.pop() if self.t_taps is not None else {}
         s_logits = self.student(**inputs).logits
         s_raw = self.s_taps.pop() if self.s_taps is not None else {}
         mask = batch["attention_mask"]

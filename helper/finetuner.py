@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import PreTrainedModel
 
-from data.data_module import ClfDataModule
+from data.data_module import ClfDataModule, model_inputs
 from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
 from helper.models import load_classifier
 from helper.training import adamw_with_warmup, check_hparams, classification_metrics, flatten_metrics
@@ -58,8 +58,7 @@ class ClfFinetune(pl.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a tokenized batch."""
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return self.model(**inputs).logits
+        return self.model(**model_inputs(batch)).logits
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch)

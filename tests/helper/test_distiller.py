@@ -254,3 +254,56 @@ def test_adaptor_instances_are_accepted(tiny_teacher, tiny_student):
     built = build_adaptors(["LogitKD"], dims(tiny_teacher), dims(tiny_student), defaults={"temperature": 2.0})
     distiller = BaseDistiller(tiny_teacher, tiny_student, built)
     assert distiller.adaptors[0] is built[0] and distiller.adaptors[0].temperature == 2.0
+
+
+# ---------------------------------------------------------------------------------------------- teacher-output cache
+def _fit_student(dm, teacher, cache: bool) -> tuple[BaseDistiller, dict[str, torch.Tensor]]:
+    pl_seed = 0
+    torch.manual_seed(pl_seed)
+    distiller = BaseDistiller(
+        teacher, make_student({"layers": [1, 3]}, teacher, dm), ["LogitKD"], dm, cache_teacher_outputs=cache
+    )
+    quick_trainer(max_steps=3, limit_val_batches=None).fit(distiller, dm)
+    return distiller, {k: v.clone() for k, v in distiller.student.state_dict().items()}
+
+
+def test_cached_teacher_logits_train_the_same_student(tmp_path, monkeypatch, dm, tiny_teacher):
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    cached, with_cache = _fit_student(dm, tiny_teacher, cache=True)
+    assert cached.use_teacher_cache and "teacher_logits" in dm.tokenized["train"].column_names
+    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 2  # train and validation
+    plain, without_cache = _fit_student(dm, tiny_teacher, cache=False)
+    assert not plain.use_teacher_cache
+    for name, value in with_cache.items():
+        torch.testing.assert_close(without_cache[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_cache_matches_teacher_and_is_invalidated(tmp_path, monkeypatch, dm, tiny_teacher):
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    dm.add_teacher_logits(tiny_teacher)
+    first = dm.tokenized["validation"][:]["teacher_logits"]
+    with torch.no_grad():
+        for i in range(len(dm.tokenized["validation"])):
+            row = dm.tokenized["validation"][i]
+            inputs = {k: row[k][None] for k in ("input_ids", "attention_mask", "token_type_ids")}
+            torch.testing.assert_close(tiny_teacher(**inputs).logits[0], first[i], rtol=1e-4, atol=1e-5)
+    calls = []
+    monkeypatch.setattr(type(tiny_teacher), "forward", lambda *a, **k: calls.append(1) or pytest.fail("recomputed"))
+    fresh = ClfDataModule(dm.raw, tokenizer=dm.tokenizer, batch_size=8)
+    fresh.add_teacher_logits(tiny_teacher)  # same teacher and data: read from disk, the teacher is not run
+    torch.testing.assert_close(fresh.tokenized["validation"][:]["teacher_logits"], first)
+    monkeypatch.undo()
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    with torch.no_grad():
+        tiny_teacher.classifier.weight.add_(1.0)  # a changed teacher must not reuse the old logits
+    fresh.add_teacher_logits(tiny_teacher)
+    assert not torch.allclose(fresh.tokenized["validation"][:]["teacher_logits"], first)
+    shorter = ClfDataModule(dm.raw, tokenizer=dm.tokenizer, batch_size=8, max_length=4)
+    shorter.add_teacher_logits(tiny_teacher)  # a different max_length is a different tokenized split
+    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 6
+
+
+def test_cache_is_not_used_when_adaptors_need_more_than_logits(dm, tiny_teacher, tiny_student):
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT", "LogitKD"], dm)
+    quick_trainer(max_steps=1).fit(distiller, dm)
+    assert not distiller.use_teacher_cache
