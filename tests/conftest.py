@@ -38,6 +38,12 @@ def tiny_bert(
     return BertForSequenceClassification(config).eval()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep cached teacher logits of the tests out of the user's cache folder."""
+    os.environ["DISTILLER_CACHE"] = str(tmp_path_factory.mktemp("distiller-cache"))
+
+
 @pytest.fixture
 def tiny_teacher() -> BertForSequenceClassification:
     """Teacher: 4 layers, width 64, 4 heads."""
