@@ -69,7 +69,8 @@ def _load_files(files: Mapping[str, str | Path]) -> DatasetDict:
     try:
         return datasets.load_dataset(builder, data_files={s: str(p) for s, p in paths.items()}, **kwargs)
     except Exception as err:  # datasets raises many kinds (ArrowInvalid, DatasetGenerationError, ...)
-        raise DataError([f"could not read data files {[str(p) for p in paths.values()]}: {err}"]) from err
+        cause = f" ({err.__cause__})" if err.__cause__ is not None else ""
+        raise DataError([f"could not read data files {[str(p) for p in paths.values()]}: {err}{cause}"]) from err
 
 
 def _files_in_folder(folder: Path) -> dict[str, Path]:

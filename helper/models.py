@@ -127,7 +127,9 @@ def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
         if isinstance(obj, torch.nn.ModuleList):
             return obj
     raise ValueError(
-        f"cannot find encoder layers in {type(model).__name__}; expected encoder.layer or transformer.layer"
+        f"cannot cut layers from {type(model).__name__} (model_type={model.config.model_type!r}): expected "
+        "encoder.layer (BERT, RoBERTa, ELECTRA) or transformer.layer (DistilBERT), the supported families; "
+        "use a saved student folder or a {num_layers: ...} student instead"
     )
 
 
