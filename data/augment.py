@@ -10,6 +10,7 @@ teacher's prediction (the distiller's logit adaptors then use the teacher's full
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable
 
 import torch
@@ -18,6 +19,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.data_module import ClfDataModule
+
+_WORD = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
 
 def neighbour_table(
@@ -56,10 +59,10 @@ def neighbour_table(
 def replace_words(text: str, table: dict[str, list[str]], p: float, rng: random.Random, lower: bool) -> str:
     """One augmented copy of ``text``: each word with neighbours is replaced with probability ``p``."""
     out = []
-    for word in text.split():
-        key = word.lower() if lower else word
-        options = table.get(key)
-        out.append(rng.choice(options) if options and rng.random() < p else word)
+    for token in text.split():
+        head, word, tail = _WORD.match(token).groups()  # punctuation around a word is kept: "film." -> "movie."
+        options = table.get(word.lower() if lower else word)
+        out.append(head + rng.choice(options) + tail if options and rng.random() < p else token)
     return " ".join(out)
 
 
@@ -113,13 +116,16 @@ def augment_with_teacher(
         problems.append(f"p={p}: expected a probability in (0, 1]")
     if k < 1:
         problems.append(f"k={k}: expected >= 1")
+    if teacher.config.num_labels != dm.num_labels:
+        problems.append(f"teacher num_labels={teacher.config.num_labels}: expected the data's {dm.num_labels} classes")
     if problems:
         raise ValueError("; ".join(problems))
     tokenizer = dm.tokenizer
     lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
     train = dm.raw["train"]
     fields, label_field = dm.text_fields, dm.label_field
-    words = {w.lower() if lower else w for f in fields for text in train[f] for w in text.split()}
+    words = {_WORD.match(w).group(2) for f in fields for text in train[f] for w in text.split()}
+    words = {w.lower() for w in words} if lower else words
     table = neighbour_table(tokenizer, teacher.get_input_embeddings().weight.detach(), words, k)
     rng = random.Random(seed)
     new = {f: [] for f in fields}

@@ -1,0 +1,389 @@
+"""Tests for data.augment: embedding neighbours, word replacement, teacher labels and the augmented DatasetDict."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizer, PreTrainedTokenizerBase
+
+from data.augment import augment_with_teacher, neighbour_table, replace_words, teacher_labels
+from data.data_module import ClfDataModule
+from tests.conftest import shared_data, tiny_bert
+
+FAKE_WORDS = ["good", "great", "fine", "nice", "bad", "awful", "film", "movie", "cat", "dog", "the", "café"]
+FAKE_SPECIAL = "xspecial"  # an alphabetic special token: must never be offered as a neighbour
+FAKE_OTHER = ["##ing", "##s", "123", "x1", "don't", FAKE_SPECIAL]
+FAKE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FAKE_WORDS, *FAKE_OTHER]
+PAIRS = [
+    ("The cat sat on the mat", "A cat is sitting"),
+    ("it rained all day long in the city", "the weather was dry"),
+    ("He plays Football", "he likes sport and plays football every weekend with his friends"),
+    ("prices went up", "prices fell"),
+    ("she wrote a letter to her mother", "a letter was written"),
+]
+SINGLES = [
+    "a very long sentence that goes on and on about nothing much at all and then keeps going",
+    "ok",
+    "great acting and a warm story",
+    "a dull mess",
+    "i hated the ending",
+    "boring and far too long",
+    "funny and smart",
+    "clumsy and flat",
+]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run ~10x faster on one thread than on threads contending with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tok(minilm_path: str) -> PreTrainedTokenizerBase:
+    """The packaged MiniLM tokenizer (uncased BERT vocabulary, 30522 entries)."""
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="module")
+def fake_tok(tmp_path_factory: pytest.TempPathFactory) -> BertTokenizer:
+    """A BertTokenizer over a tiny vocabulary with word pieces, numbers, punctuation and an alphabetic special."""
+    path = Path(tmp_path_factory.mktemp("vocab")) / "vocab.txt"
+    path.write_text("\n".join(FAKE_VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizer(str(path), additional_special_tokens=[FAKE_SPECIAL])
+
+
+@pytest.fixture(scope="module")
+def fake_emb(fake_tok: BertTokenizer) -> torch.Tensor:
+    """Random embeddings where every ineligible entry points exactly in the direction of ``good``."""
+    vocab = fake_tok.get_vocab()
+    emb = torch.randn(len(vocab), 6, generator=torch.Generator().manual_seed(0))
+    good = emb[vocab["good"]].clone()
+    for i, token in enumerate(["[CLS]", "[SEP]", "[UNK]", *FAKE_OTHER]):
+        emb[vocab[token]] = good * (i + 2)  # cosine 1 with "good": would top its list if not filtered out
+    return emb
+
+
+def eligible(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    special = set(tokenizer.all_special_tokens)
+    return [t for t in tokenizer.get_vocab() if t.isalpha() and not t.startswith("##") and t not in special]
+
+
+def direct_neighbours(tokenizer: PreTrainedTokenizerBase, emb: torch.Tensor, word: str, k: int) -> list[str]:
+    """Reference: cosine similarity of ``word`` to every eligible entry, highest first."""
+    vocab = tokenizer.get_vocab()
+    others = [t for t in eligible(tokenizer) if t != word]
+    sims = F.cosine_similarity(emb[vocab[word]][None], emb[[vocab[t] for t in others]], dim=-1)
+    return [others[i] for i in sims.argsort(descending=True).tolist()[:k]]
+
+
+def varied_teacher(num_labels: int, seed: int = 1) -> BertForSequenceClassification:
+    """A tiny random BERT whose predictions vary between inputs (a plain random head predicts one class everywhere)."""
+    model = tiny_bert(layers=1, hidden=32, heads=2, num_labels=num_labels, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=gen) * 100)
+        ids = torch.randint(1000, 8000, (16, 10), generator=gen)
+        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+        pooled = model.bert(input_ids=ids).pooler_output.mean(0)
+        model.classifier.bias.copy_(-model.classifier.weight @ pooled)  # centre the logits on typical inputs
+    return model.eval()
+
+
+@torch.no_grad()
+def one_by_one(model: BertForSequenceClassification, tokenizer, texts: list, max_length: int = 128) -> torch.Tensor:
+    """Reference logits, one unpadded example at a time."""
+    rows = []
+    for text in texts:
+        args = text if isinstance(text, tuple) else (text,)
+        enc = tokenizer(*args, truncation=True, max_length=max_length, return_tensors="pt")
+        rows.append(model(**enc).logits[0])
+    return torch.stack(rows)
+
+
+def assert_clear_argmax(logits: torch.Tensor) -> None:
+    """Guard: no near-ties (so batching noise cannot flip a label) and more than one predicted class."""
+    top2 = logits.topk(2, dim=-1).values
+    assert (top2[:, 0] - top2[:, 1]).min() > 1e-3
+    assert len(set(logits.argmax(-1).tolist())) > 1
+
+
+def pair_data() -> DatasetDict:
+    feats = Features(
+        {"sentence1": Value("string"), "sentence2": Value("string"), "label": ClassLabel(names=["no", "yes"])}
+    )
+    first, second = zip(*PAIRS, strict=True)
+    train = Dataset.from_dict({"sentence1": list(first), "sentence2": list(second), "label": [1, 0, 1, 0, 0]}, feats)
+    val = Dataset.from_dict({"sentence1": ["a dog barks"], "sentence2": ["a dog is loud"], "label": [1]}, feats)
+    return DatasetDict(train=train, validation=val)
+
+
+def assert_copy_of(copy: str, original: str, table: dict[str, list[str]]) -> int:
+    """Every word of ``copy`` is the original word or one of its neighbours; returns the number replaced."""
+    new, old = copy.split(), original.split()
+    assert len(new) == len(old), (copy, original)
+    replaced = 0
+    for n, o in zip(new, old, strict=True):
+        if n != o:
+            assert n in table.get(o.lower(), []), (n, o)
+            replaced += 1
+    return replaced
+
+
+# ---------------------------------------------------------------------------------------------- neighbour_table
+def test_neighbours_match_direct_cosine_ranking(fake_tok: BertTokenizer, fake_emb: torch.Tensor) -> None:
+    words = ["good", "film", "cat", "café", "the"]
+    table = neighbour_table(fake_tok, fake_emb, words, k=4)
+    assert sorted(table) == sorted(words)
+    for word in words:
+        assert table[word] == direct_neighbours(fake_tok, fake_emb, word, 4), word
+        assert word not in table[word]
+        assert all(n in FAKE_WORDS for n in table[word])  # no '##', specials, numbers or punctuation
+
+
+def test_neighbours_are_in_decreasing_similarity(fake_tok: BertTokenizer, fake_emb: torch.Tensor) -> None:
+    vocab = fake_tok.get_vocab()
+    table = neighbour_table(fake_tok, fake_emb, ["dog"], k=6)
+    sims = [F.cosine_similarity(fake_emb[vocab["dog"]], fake_emb[vocab[n]], dim=0).item() for n in table["dog"]]
+    assert len(sims) == 6 and sims == sorted(sims, reverse=True)
+
+
+def test_ineligible_entries_are_never_neighbours(fake_tok: BertTokenizer, fake_emb: torch.Tensor) -> None:
+    # "good" has [CLS], '##ing', '123', "don't", the alphabetic special etc. at cosine 1 (see fake_emb)
+    table = neighbour_table(fake_tok, fake_emb, ["good"], k=3)
+    assert table["good"] == direct_neighbours(fake_tok, fake_emb, "good", 3)
+    assert not set(table["good"]) & {"[CLS]", "[SEP]", "[UNK]", *FAKE_OTHER}
+
+
+def test_k_caps_the_list_and_large_k_returns_every_other_word(fake_tok: BertTokenizer, fake_emb: torch.Tensor) -> None:
+    assert [len(v) for v in neighbour_table(fake_tok, fake_emb, ["film", "cat"], k=1).values()] == [1, 1]
+    table = neighbour_table(fake_tok, fake_emb, ["film"], k=100)
+    assert sorted(table["film"]) == sorted(w for w in FAKE_WORDS if w != "film")
+
+
+def test_words_not_in_vocab_or_not_alphabetic_are_skipped(fake_tok: BertTokenizer, fake_emb: torch.Tensor) -> None:
+    table = neighbour_table(fake_tok, fake_emb, ["good", "zebra", "Good", "123", "##ing", "don't", "", "good"], k=2)
+    assert list(table) == ["good"]
+    assert neighbour_table(fake_tok, fake_emb, ["zebra", "123"], k=2) == {}
+
+
+def test_neighbours_on_bert_vocab_across_query_chunks(tok: PreTrainedTokenizerBase) -> None:
+    emb = torch.randn(len(tok), 8, generator=torch.Generator().manual_seed(1))
+    words = sorted(eligible(tok))[:1100]  # more than one chunk of 1024 queries
+    table = neighbour_table(tok, emb, [*words, "qqqzzzx", "[CLS]", "##ing"], k=3)
+    assert sorted(table) == words
+    for word in (words[0], words[1050], words[-1]):
+        assert table[word] == direct_neighbours(tok, emb, word, 3)
+    neighbours = {n for v in table.values() for n in v}
+    assert all(n.isalpha() and not n.startswith("##") for n in neighbours)
+    assert not neighbours & set(tok.all_special_tokens)
+
+
+# ---------------------------------------------------------------------------------------------- replace_words
+TABLE = {"good": ["great", "fine", "nice"], "film": ["movie", "picture"], "cat": ["dog"]}
+
+
+def test_p_zero_returns_text_unchanged() -> None:
+    text = "a good film about a cat , good"
+    assert replace_words(text, TABLE, 0.0, random.Random(0), lower=True) == text
+
+
+def test_p_one_replaces_every_word_with_neighbours() -> None:
+    text = "a good film about a Cat and words without neighbours good"
+    out = replace_words(text, TABLE, 1.0, random.Random(0), lower=True).split()
+    for new, old in zip(out, text.split(), strict=True):
+        if old.lower() in TABLE:
+            assert new in TABLE[old.lower()]
+        else:
+            assert new == old
+
+
+def test_case_handling_follows_lower_flag() -> None:
+    assert replace_words("Good Film", TABLE, 1.0, random.Random(0), lower=False) == "Good Film"
+    out = replace_words("Good Film", TABLE, 1.0, random.Random(0), lower=True).split()
+    assert out[0] in TABLE["good"] and out[1] in TABLE["film"]
+
+
+def test_intermediate_p_replaces_about_that_share() -> None:
+    out = replace_words("good " * 2000, TABLE, 0.3, random.Random(0), lower=True).split()
+    share = sum(w != "good" for w in out) / len(out)
+    assert 0.25 < share < 0.35
+    assert set(out) == {"good", *TABLE["good"]}  # every neighbour gets chosen
+
+
+def test_replacement_is_seeded() -> None:
+    text = " ".join(["good film cat"] * 10)
+    a = replace_words(text, TABLE, 0.5, random.Random(3), lower=True)
+    assert a == replace_words(text, TABLE, 0.5, random.Random(3), lower=True)
+    assert a != replace_words(text, TABLE, 0.5, random.Random(4), lower=True)
+
+
+# ---------------------------------------------------------------------------------------------- teacher_labels
+@pytest.mark.parametrize("batch_size", [3, 128])
+def test_teacher_labels_match_one_at_a_time_single(tok: PreTrainedTokenizerBase, batch_size: int) -> None:
+    teacher = varied_teacher(num_labels=3, seed=5)
+    expected = one_by_one(teacher, tok, SINGLES, max_length=16)
+    assert_clear_argmax(expected)
+    got = teacher_labels(teacher, tok, SINGLES, max_length=16, batch_size=batch_size)
+    assert got == expected.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("batch_size", [2, 128])
+def test_teacher_labels_match_one_at_a_time_pairs(tok: PreTrainedTokenizerBase, batch_size: int) -> None:
+    teacher = varied_teacher(num_labels=3, seed=1)
+    expected = one_by_one(teacher, tok, PAIRS)
+    assert_clear_argmax(expected)
+    assert teacher_labels(teacher, tok, PAIRS, max_length=128, batch_size=batch_size) == expected.argmax(-1).tolist()
+
+
+def test_teacher_labels_of_no_texts(tok: PreTrainedTokenizerBase) -> None:
+    assert teacher_labels(varied_teacher(num_labels=2), tok, [], max_length=32) == []
+
+
+# ---------------------------------------------------------------------------------------------- augment_with_teacher
+def test_augment_single_text(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok)
+    teacher = varied_teacher(num_labels=2)
+    out = augment_with_teacher(dm, teacher, copies=2, p=0.5, k=5, seed=0)
+    train, n = out["train"], len(dm.raw["train"])
+    assert set(out) == {"train", "validation"}
+    assert len(train) == 3 * n
+    assert train.column_names == ["sentence", "label"]
+    assert train.features["label"] == ClassLabel(names=dm.label_names)
+    assert out["validation"].features["label"].names == dm.label_names
+    # originals first, unchanged, with their own labels
+    assert train["sentence"][:n] == dm.raw["train"]["sentence"]
+    assert train["label"][:n] == dm.raw["train"]["label"]
+    # copies: copy j of row i sits at n * (1 + j) + i and only swaps words for their embedding neighbours
+    words = {w.lower() for s in dm.raw["train"]["sentence"] for w in s.split()}
+    table = neighbour_table(tok, teacher.get_input_embeddings().weight.detach(), words, k=5)
+    copies = train["sentence"][n:]
+    replaced = sum(assert_copy_of(c, dm.raw["train"]["sentence"][i % n], table) for i, c in enumerate(copies))
+    total = sum(len(c.split()) for c in copies)
+    assert 0.3 * total < replaced < 0.7 * total
+    # copies are labelled by the teacher
+    logits = one_by_one(teacher, tok, copies)
+    assert train["label"][n:] == logits.argmax(-1).tolist()
+    assert train["label"][n:] != train["label"][:n] * 2  # the teacher, not the original labels
+    # validation unchanged
+    assert out["validation"]["sentence"] == dm.raw["validation"]["sentence"]
+    assert out["validation"]["label"] == dm.raw["validation"]["label"]
+
+
+def test_augment_p_one_replaces_every_eligible_word(tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(pair_data(), tokenizer=tok)
+    teacher = varied_teacher(num_labels=2)
+    out = augment_with_teacher(dm, teacher, copies=1, p=1.0, k=3)
+    words = {w.lower() for f in dm.text_fields for s in dm.raw["train"][f] for w in s.split()}
+    table = neighbour_table(tok, teacher.get_input_embeddings().weight.detach(), words, k=3)
+    n = len(PAIRS)
+    for f in dm.text_fields:
+        for copy, original in zip(out["train"][f][n:], dm.raw["train"][f], strict=True):
+            # every word here has neighbours; the uncased vocabulary is looked up case-insensitively ("The" -> "the")
+            for new, old in zip(copy.split(), original.split(), strict=True):
+                assert new in table[old.lower()], (new, old)
+
+
+def test_augment_is_seeded(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok, max_train_samples=8)
+    teacher = varied_teacher(num_labels=2)
+    a = augment_with_teacher(dm, teacher, copies=1, p=0.5, k=5, seed=7)["train"]
+    b = augment_with_teacher(dm, teacher, copies=1, p=0.5, k=5, seed=7)["train"]
+    c = augment_with_teacher(dm, teacher, copies=1, p=0.5, k=5, seed=8)["train"]
+    assert a.to_dict() == b.to_dict()
+    assert a["sentence"][8:] != c["sentence"][8:]
+
+
+def test_augment_pairs_keeps_both_fields_and_labels_pairs(tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(pair_data(), tokenizer=tok)
+    assert dm.text_fields == ["sentence1", "sentence2"]
+    teacher = varied_teacher(num_labels=2, seed=3)
+    out = augment_with_teacher(dm, teacher, copies=3, p=0.5, k=4, seed=1)
+    train, n = out["train"], len(PAIRS)
+    assert train.column_names == ["sentence1", "sentence2", "label"] and len(train) == 4 * n
+    assert train.features["label"].names == ["no", "yes"]
+    assert train[:n] == dm.raw["train"][:]
+    words = {w.lower() for f in dm.text_fields for s in dm.raw["train"][f] for w in s.split()}
+    table = neighbour_table(tok, teacher.get_input_embeddings().weight.detach(), words, k=4)
+    replaced = 0
+    for i in range(n, 4 * n):
+        for f in dm.text_fields:
+            replaced += assert_copy_of(train[f][i], dm.raw["train"][f][i % n], table)
+    assert replaced > 0
+    pairs = list(zip(train["sentence1"][n:], train["sentence2"][n:], strict=True))
+    assert train["label"][n:] == one_by_one(teacher, tok, pairs).argmax(-1).tolist()
+    assert out["validation"][:] == dm.raw["validation"][:]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"copies": 0, "p": 0.0, "k": 0}, ["copies=0", "p=0.0", "k=0"]),
+        ({"copies": -1, "p": 1.5, "k": -2}, ["copies=-1", "p=1.5", "k=-2"]),
+        ({"p": 0}, ["p=0"]),
+        ({"k": 0}, ["k=0"]),
+    ],
+)
+def test_invalid_arguments_reported_together(
+    toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase, kwargs: dict, named: list[str]
+) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok, max_train_samples=2)
+    with pytest.raises(ValueError) as info:
+        augment_with_teacher(dm, varied_teacher(num_labels=2), **kwargs)
+    message = str(info.value)
+    assert all(name in message for name in named), message
+    for name in {"copies", "p", "k"} - set(kwargs):
+        assert f"{name}=" not in message
+
+
+def test_boundary_arguments_are_accepted(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok, max_train_samples=2)
+    out = augment_with_teacher(dm, varied_teacher(num_labels=2), copies=1, p=1.0, k=1)
+    assert len(out["train"]) == 4
+
+
+def test_augmented_data_feeds_back_into_data_module(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok, max_train_samples=6)
+    out = augment_with_teacher(dm, varied_teacher(num_labels=2), copies=2, p=0.5, k=5)
+    dm2 = ClfDataModule(out, tokenizer=tok, batch_size=4)
+    assert dm2.label_names == dm.label_names and dm2.text_fields == dm.text_fields
+    assert len(dm2.raw["train"]) == 18 and len(dm2.raw["validation"]) == len(dm.raw["validation"])
+    batch = next(iter(dm2.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 4 and set(batch["labels"].tolist()) <= {0, 1}
+
+
+def test_augment_rte_sample(tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(
+        shared_data("rte"),
+        tokenizer=tok,
+        label_names=["entailment", "not_entailment"],
+        max_train_samples=3,
+        max_eval_samples=2,
+        max_length=64,
+    )
+    out = augment_with_teacher(dm, varied_teacher(num_labels=2), copies=1, p=0.3, k=3)
+    assert out["train"].column_names == ["sentence1", "sentence2", "label"] and len(out["train"]) == 6
+    assert out["train"].features["label"].names == ["entailment", "not_entailment"]
+    assert out["train"]["sentence1"][:3] == dm.raw["train"]["sentence1"]
+    assert len(out["validation"]) == 2
+
+
+def test_punctuation_around_words_is_kept_and_the_word_replaced() -> None:
+    table = {"film": ["movie"], "great": ["superb"]}
+    out = replace_words('A film. "Great," she said!', table, 1.0, random.Random(0), True)
+    assert out == 'A movie. "superb," she said!'
+
+
+def test_teacher_with_another_label_count_is_refused_up_front(toy_dataset, minilm_path) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=minilm_path)
+    with pytest.raises(ValueError, match=r"teacher num_labels=3: expected the data's 2 classes"):
+        augment_with_teacher(dm, tiny_bert(layers=1, hidden=16, heads=2, num_labels=3), copies=1)
