@@ -4,7 +4,7 @@ PIP ?= .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint hpo clean
 
 install: .venv/.installed  ## create .venv and install the project (CPU torch pinned first: no CUDA downloads)
 
@@ -25,6 +25,9 @@ demo: install  ## fine-tune the teacher on the demo set, distil it (mix-step and
 
 test: install  ## the test suite (tiny random models for logic; packaged MiniLM and ../shared/data end to end)
 	$(PYTHON) -m pytest -q
+
+hpo: install  ## Optuna search of alpha, temperature, lr and adaptor weights on an SST-2 subset (needs outputs/teacher_sst2)
+	$(PYTHON) hpo.py --config configs/hpo_distillation_ms.yaml
 
 lint: install
 	$(PYTHON) -m ruff check .

