@@ -6,7 +6,7 @@ import hashlib
 import math
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,13 @@ class LengthGroupedSampler(Sampler[int]):
     """
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, group_batches: int = 50
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        group_batches: int = 50,
+        skip_batches: Callable[[], int] | None = None,
     ) -> None:
         self.lengths = torch.as_tensor(list(lengths))
         self.batch_size = batch_size
@@ -88,6 +94,7 @@ class LengthGroupedSampler(Sampler[int]):
         self.seed = seed
         self.group_batches = group_batches
         self.epoch = 0
+        self.skip_batches = skip_batches  # asked at the start of each pass: batches of this epoch already trained
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the training order (Lightning calls this at the start of every epoch)."""
@@ -97,6 +104,10 @@ class LengthGroupedSampler(Sampler[int]):
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[int]:
+        skip = self.skip_batches() * self.batch_size if self.skip_batches is not None else 0
+        return iter(list(self._order())[skip:])
+
+    def _order(self) -> Iterator[int]:
         if not self.shuffle:
             return iter(torch.argsort(self.lengths, descending=True, stable=True).tolist())
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -110,6 +121,23 @@ class LengthGroupedSampler(Sampler[int]):
         short = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # kept last so batches stay aligned
         order = torch.randperm(len(batches), generator=gen).tolist()
         return iter(torch.cat([batches[i] for i in order] + short).tolist())
+
+
+class ResumableDataLoader(DataLoader):
+    """A training loader that Lightning may resume in the middle of an epoch.
+
+    It keeps no position of its own: its :class:`LengthGroupedSampler` asks the trainer's restored progress how many
+    batches of the epoch were already trained and skips them. Counting the batches handed out instead would be off by
+    the one batch Lightning fetches ahead. The empty ``state_dict``/``load_state_dict`` pair is Lightning's marker for
+    a resumable loader.
+    """
+
+    def state_dict(self) -> dict:
+        """Nothing to store (the position comes from the trainer's progress)."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Nothing to restore (see the class docstring)."""
 
 
 class ClfDataModule(pl.LightningDataModule):
@@ -429,13 +457,32 @@ class ClfDataModule(pl.LightningDataModule):
         self.setup()
         return [len(ids) for ids in self.tokenized[split].with_format(None)["input_ids"]]
 
+    def _batches_done_this_epoch(self) -> int:
+        """Training batches of the current epoch already trained: 0 at a normal epoch start, more after a resume.
+
+        Asked by the sampler when an epoch's iteration starts; Lightning has then restored (or reset) its progress
+        counters, so a run resumed from a mid-epoch checkpoint continues with exactly the batches it had not seen.
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return done if done < self.steps_per_epoch() else 0
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = None
         if self.group_by_length:
-            sampler = LengthGroupedSampler(self.lengths(split), batch_size, shuffle=train, seed=self.seed)
-        return DataLoader(
+            sampler = LengthGroupedSampler(
+                self.lengths(split),
+                batch_size,
+                shuffle=train,
+                seed=self.seed,
+                skip_batches=self._batches_done_this_epoch if train else None,
+            )
+        loader_class = ResumableDataLoader if sampler is not None and train else DataLoader
+        return loader_class(
             self.tokenized[split],
             batch_size=batch_size,
             sampler=sampler,

@@ -39,6 +39,12 @@ class DistillerCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The model receives the instantiated data module (labels, tokenizer); the tokenizer follows the model."""
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Checkpoint to resume from (e.g. runs/<job>/checkpoints/last.ckpt), or 'last'.",
+        )
         parser.link_arguments("data", "model.dm", apply_on="instantiate")
         for source, target in self.parse_links:
             parser.link_arguments(source, target)
@@ -83,5 +89,5 @@ def run(
             "allow_abbrev": False,  # a mistyped key such as --trainer.max_epoch must fail, not match max_epochs
         },
     )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     return cli

@@ -23,7 +23,14 @@ from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_fil
 from helper.layer_map import resolve_layer_map
 from helper.models import load_classifier, load_tokenizer, student_from_config, student_from_layers
 from helper.taps import ModelTaps
-from helper.training import adamw_with_warmup, check_hparams, classification_metrics, flatten_metrics
+from helper.training import (
+    ResumableRandomState,
+    adamw_with_warmup,
+    check_hparams,
+    classification_metrics,
+    flatten_metrics,
+    rng_states,
+)
 
 __all__ = ["BaseDistiller", "InterDistiller", "PredDistiller", "HgCkptIO", "HgExport", "make_student"]
 
@@ -80,7 +87,7 @@ def _head_parameters(model: PreTrainedModel) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if not n.startswith(prefix) or ".pooler." in f".{n}"]
 
 
-class BaseDistiller(pl.LightningModule):
+class BaseDistiller(ResumableRandomState, pl.LightningModule):
     """Mix-step distillation: ``loss = alpha * CE(student, labels) + sum_i w_i * adaptor_i(teacher, student)``.
 
     Args:
@@ -321,6 +328,7 @@ class BaseDistiller(pl.LightningModule):
         if self._tok_files is None and self.dm is not None:
             self._tok_files = tokenizer_files(self.dm.tokenizer)
         checkpoint["hf_export"] = hf_export_entry(self.student, "student.", self._tok_files)
+        checkpoint["rng_states"] = rng_states()
 
 
 class InterDistiller(BaseDistiller):

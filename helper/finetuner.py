@@ -11,12 +11,19 @@ from transformers import PreTrainedModel
 from data.data_module import ClfDataModule, model_inputs
 from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
 from helper.models import load_classifier
-from helper.training import adamw_with_warmup, check_hparams, classification_metrics, flatten_metrics
+from helper.training import (
+    ResumableRandomState,
+    adamw_with_warmup,
+    check_hparams,
+    classification_metrics,
+    flatten_metrics,
+    rng_states,
+)
 
 __all__ = ["ClfFinetune", "HgCkptIO", "HgExport"]
 
 
-class ClfFinetune(pl.LightningModule):
+class ClfFinetune(ResumableRandomState, pl.LightningModule):
     """Fine-tunes a sequence classifier with cross-entropy.
 
     Args:
@@ -98,3 +105,4 @@ class ClfFinetune(pl.LightningModule):
         if self._tok_files is None and self.dm is not None:
             self._tok_files = tokenizer_files(self.dm.tokenizer)
         checkpoint["hf_export"] = hf_export_entry(self.model, "model.", self._tok_files)
+        checkpoint["rng_states"] = rng_states()

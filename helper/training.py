@@ -88,3 +88,49 @@ def flatten_metrics(values: dict) -> dict[str, torch.Tensor]:
         else:
             flat[key] = value
     return flat
+
+
+def rng_states() -> dict:
+    """The random states that training consumes (Python, NumPy, torch CPU and CUDA), to store in a checkpoint."""
+    import random
+
+    import numpy as np
+
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` saved, so a resumed run draws the same dropout masks as an uninterrupted one."""
+    import random
+
+    import numpy as np
+
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class ResumableRandomState:
+    """Mixin for LightningModules: random states travel with checkpoints and are restored just before the first
+    training batch after a resume.
+
+    Restoring later than ``on_load_checkpoint`` matters: creating the sanity-check and training iterators draws from
+    the global torch generator, which an uninterrupted run did before its checkpoint was taken.
+    """
+
+    _pending_rng_states: dict | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the saved random states until training restarts."""
+        self._pending_rng_states = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        """Restore the saved random states before the first step after a resume."""
+        if self._pending_rng_states is not None:
+            set_rng_states(self._pending_rng_states)
+            self._pending_rng_states = None
