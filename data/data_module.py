@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from datasets import ClassLabel, DatasetDict, Value
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sources import (
@@ -68,15 +68,28 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Orders indices so that consecutive batches hold examples of similar length.
+class LengthGroupedSampler(DistributedSampler):
+    """Orders indices so that consecutive batches hold examples of similar length, on one process or several.
 
-    Training order: a seeded permutation is cut into chunks of ``batch_size * group_batches`` examples, each chunk is
-    sorted by length and cut into batches, and the batches are shuffled. Evaluation order (``shuffle=False``): all
-    examples sorted by length, longest first, so the first batch shows the peak memory.
+    Training order: a seeded permutation is cut into chunks of ``global_batch * group_batches`` examples, each chunk
+    is sorted by length and cut into global batches, and the batches are shuffled. Evaluation order
+    (``shuffle=False``): all examples sorted by length, longest first, so the first batch shows the peak memory.
 
-    Under distributed training Lightning wraps this sampler in a ``DistributedSamplerWrapper``, which reshuffles the
-    indices: each process then sees random-order batches (correct, but without the padding savings).
+    A global batch holds ``batch_size * num_replicas`` examples and each process takes every ``num_replicas``-th of
+    them, so with ``N`` processes of batch ``B`` the examples of each optimizer step are exactly those of one process
+    with batch ``N * B``. Being a ``DistributedSampler``, Lightning uses it as it is under DDP instead of wrapping it.
+    A short last global batch is shared as evenly as possible (a process that would get nothing repeats its first
+    example) so every process runs the same number of steps.
+
+    Args:
+        lengths: Token count of every example.
+        batch_size: Batch size of one process.
+        shuffle: Training order (True) or length-sorted evaluation order (False).
+        seed: Seed of the training order (combined with the epoch).
+        group_batches: Global batches per length-sorted chunk.
+        skip_batches: Asked when an epoch's iteration starts: batches of this epoch already trained (resuming).
+        num_replicas: Number of processes.
+        rank: This process's index.
     """
 
     def __init__(
@@ -87,40 +100,47 @@ class LengthGroupedSampler(Sampler[int]):
         seed: int = 0,
         group_batches: int = 50,
         skip_batches: Callable[[], int] | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         self.lengths = torch.as_tensor(list(lengths))
+        super().__init__(range(len(self.lengths)), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
         self.group_batches = group_batches
-        self.epoch = 0
-        self.skip_batches = skip_batches  # asked at the start of each pass: batches of this epoch already trained
+        self.skip_batches = skip_batches
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the training order (Lightning calls this at the start of every epoch)."""
-        self.epoch = epoch
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimizer step across all processes."""
+        return self.batch_size * self.num_replicas
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        full, rest = divmod(len(self.lengths), self.global_batch)
+        return full * self.batch_size + (max(len(range(self.rank, rest, self.num_replicas)), 1) if rest else 0)
 
     def __iter__(self) -> Iterator[int]:
-        skip = self.skip_batches() * self.batch_size if self.skip_batches is not None else 0
-        return iter(list(self._order())[skip:])
+        order = self._order()
+        skip = self.skip_batches() * self.global_batch if self.skip_batches is not None else 0
+        mine = []
+        for start in range(skip, len(order), self.global_batch):
+            batch = order[start : start + self.global_batch]
+            mine.extend(batch[self.rank :: self.num_replicas] or batch[:1])
+        return iter(mine)
 
-    def _order(self) -> Iterator[int]:
+    def _order(self) -> list[int]:
         if not self.shuffle:
-            return iter(torch.argsort(self.lengths, descending=True, stable=True).tolist())
+            return torch.argsort(self.lengths, descending=True, stable=True).tolist()
         gen = torch.Generator().manual_seed(self.seed + self.epoch)
         perm = torch.randperm(len(self.lengths), generator=gen)
-        chunk = self.batch_size * self.group_batches
+        chunk = self.global_batch * self.group_batches
         batches = []
         for start in range(0, len(perm), chunk):
             part = perm[start : start + chunk]
             part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
-            batches.extend(part.split(self.batch_size))
-        short = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # kept last so batches stay aligned
+            batches.extend(part.split(self.global_batch))
+        short = [batches.pop()] if len(batches[-1]) < self.global_batch else []  # kept last: batches stay aligned
         order = torch.randperm(len(batches), generator=gen).tolist()
-        return iter(torch.cat([batches[i] for i in order] + short).tolist())
+        return torch.cat([batches[i] for i in order] + short).tolist()
 
 
 class ResumableDataLoader(DataLoader):
@@ -474,12 +494,15 @@ class ClfDataModule(pl.LightningDataModule):
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = None
         if self.group_by_length:
+            trainer = self.trainer
             sampler = LengthGroupedSampler(
                 self.lengths(split),
                 batch_size,
                 shuffle=train,
                 seed=self.seed,
                 skip_batches=self._batches_done_this_epoch if train else None,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
             )
         loader_class = ResumableDataLoader if sampler is not None and train else DataLoader
         return loader_class(
@@ -507,8 +530,9 @@ class ClfDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps in one epoch at batch size ``batch_size`` (one process, no accumulation)."""
-        return math.ceil(len(self.raw["train"]) / self.batch_size)
+        """Optimizer steps in one epoch (``batch_size`` per process, all processes together, no accumulation)."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return math.ceil(len(self.raw["train"]) / (self.batch_size * world))
 
     def texts(self, split: str = "validation", limit: int | None = None) -> list[str | tuple[str, str]]:
         """Raw texts of a split (pairs as tuples), e.g. for tokenizer checks or pipelines."""

