@@ -76,7 +76,10 @@ class Clock(pl.Callback):
 
 
 def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: Clock) -> dict[str, float]:
-    """Train for ``steps`` optimizer steps, validate once at the end, return the final metrics."""
+    """Train for ``steps`` optimizer steps, validate once at the end, return the final metrics.
+
+    A distiller's forward hooks are removed afterwards, so the shared teacher carries none into the next variant.
+    """
     trainer = pl.Trainer(
         max_steps=steps,
         max_epochs=-1,
@@ -90,7 +93,10 @@ def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: Clock)
     )
     trainer.fit(module, dm)
     evaluator = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return evaluator.validate(module, dm, verbose=False)[0]
+    metrics = evaluator.validate(module, dm, verbose=False)[0]
+    if hasattr(module, "remove_taps"):
+        module.remove_taps()
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
         elif variant == "two_step":
             step1 = InterDistiller(teacher, student, INTER, dm, lr=args.lr)
             fit(step1, dm, steps // 2, clock)
-            step1.remove_taps()
             step2 = PredDistiller(teacher, step1.student, ["LogitKD"], dm, **{**kd, "lr": args.head_lr})
             metrics = fit(step2, dm, steps - steps // 2, clock)
         else:  # aug_kd
