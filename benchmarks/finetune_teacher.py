@@ -51,7 +51,7 @@ def main() -> None:
     print("\n| model | train examples | epochs | threads | wall time | train samples/s | best val acc | val macro F1 |")
     print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| {cli.model.model.name_or_path.split('/')[-1] or 'model'} | {len(cli.datamodule.raw['train'])} | "
+        f"| {cli.config.model.model} | {len(cli.datamodule.raw['train'])} | "
         f"{cli.trainer.current_epoch} | {torch.get_num_threads()} | {wall / 60:.1f} min | "
         f"{clock.samples / max(clock.seconds, 1e-9):.1f} | {100 * val['val_acc']:.2f} | {100 * val['val_f1']:.2f} |"
     )
