@@ -513,12 +513,7 @@ def eager_distill(distiller: BaseDistiller, batch: Batch) -> tuple[dict[str, tor
     with torch.no_grad():
         t_logits, t_raw = eager_raw(distiller.teacher, inputs, needed_taps(distiller, "teacher"))
     s_logits, s_raw = eager_raw(distiller.student, inputs, needed_taps(distiller, "student"))
-    mask = batch["attention_mask"]
-    losses = {}
-    for adaptor, layer_map in zip(distiller.adaptors, distiller.layer_maps, strict=True):
-        t = distiller._gather(t_raw, t_logits, mask, adaptor.needs, [tl for _, tl in layer_map])
-        s = distiller._gather(s_raw, s_logits, mask, adaptor.needs, [sl for sl, _ in layer_map])
-        losses[adaptor.name] = adaptor(t, s)
+    losses = distiller.adaptor_losses(t_raw, t_logits, s_raw, s_logits, batch["attention_mask"])
     return losses, s_logits, t_logits
 
 

@@ -265,13 +265,32 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
                 t_raw = self.t_taps.pop() if self.t_taps is not None else {}
         s_logits = self.student(**inputs).logits
         s_raw = self.s_taps.pop() if self.s_taps is not None else {}
-        mask = batch["attention_mask"]
+        return self.adaptor_losses(t_raw, t_logits, s_raw, s_logits, batch["attention_mask"]), s_logits, t_logits
+
+    def adaptor_losses(
+        self,
+        t_raw: dict[str, Any],
+        t_logits: torch.Tensor,
+        s_raw: dict[str, Any],
+        s_logits: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Every adaptor's unweighted loss, by name, from what teacher and student exposed for one batch.
+
+        Args:
+            t_raw: The teacher's captured tensors in :meth:`helper.taps.ModelTaps.pop` form (``{"hidden": {layer:
+                tensor}, ...}``), whether recorded by the hooks or built another way.
+            t_logits: Teacher logits.
+            s_raw: The student's captured tensors, same form.
+            s_logits: Student logits.
+            mask: Attention mask of the batch.
+        """
         losses = {}
         for adaptor, layer_map in zip(self.adaptors, self.layer_maps, strict=True):
             t = self._gather(t_raw, t_logits, mask, adaptor.needs, [tl for _, tl in layer_map])
             s = self._gather(s_raw, s_logits, mask, adaptor.needs, [sl for sl, _ in layer_map])
             losses[adaptor.name] = adaptor(t, s)
-        return losses, s_logits, t_logits
+        return losses
 
     def _total(self, losses: dict[str, torch.Tensor], s_logits: torch.Tensor, labels: torch.Tensor) -> dict:
         parts = {f"distill_{k}": v for k, v in losses.items()}
