@@ -16,10 +16,10 @@ install: .venv/.installed  ## create .venv and install the project (CPU torch pi
 	touch $@
 
 demo: install  ## fine-tune the teacher on the demo set, distil it (mix-step and two-step), compare teacher and students
-	$(PYTHON) finetune.py --trainer.callbacks.HgExport.overwrite true
-	$(PYTHON) distillation_ms.py --trainer.callbacks.HgExport.overwrite true
-	$(PYTHON) distillation_ts_1st.py --trainer.callbacks.HgExport.overwrite true
-	$(PYTHON) distillation_ts_2nd.py --trainer.callbacks.HgExport.overwrite true
+	$(PYTHON) finetune.py --trainer.callbacks.init_args.overwrite true
+	$(PYTHON) distillation_ms.py --trainer.callbacks.init_args.overwrite true
+	$(PYTHON) distillation_ts_1st.py --trainer.callbacks.init_args.overwrite true
+	$(PYTHON) distillation_ts_2nd.py --trainer.callbacks.init_args.overwrite true
 	$(PYTHON) benchmark.py outputs/teacher outputs/student_ms outputs/student_ts --names teacher mix-step two-step \
 		--dataset demo --label-names negative positive
 

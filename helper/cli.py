@@ -83,6 +83,7 @@ def run(
         run=False,
         args=args,
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the modules own their AdamW and warm-up schedule (model.lr etc.)
         trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
         parser_kwargs={
             "default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)],
