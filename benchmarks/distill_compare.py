@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import TrainClock  # noqa: E402
 from data.data_module import ClfDataModule  # noqa: E402
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student  # noqa: E402
 from helper.finetuner import ClfFinetune  # noqa: E402
@@ -61,21 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class Clock(pl.Callback):
-    """Training samples and seconds spent in training batches."""
-
-    def __init__(self) -> None:
-        self.samples, self.seconds, self._t = 0, 0.0, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: D102
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
-        self.seconds += time.perf_counter() - self._t
-        self.samples += len(batch["labels"])
-
-
-def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: Clock) -> dict[str, float]:
+def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: TrainClock) -> dict[str, float]:
     """Train for ``steps`` optimizer steps, validate once at the end, return the final metrics.
 
     A distiller's forward hooks are removed afterwards, so the shared teacher carries none into the next variant.
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     for variant in args.variants:
         pl.seed_everything(args.seed)
         student = make_student(spec, teacher, dm)
-        clock, start = Clock(), time.perf_counter()
+        clock, start = TrainClock(), time.perf_counter()
         if variant == "alone":
             metrics = fit(ClfFinetune(student, dm, lr=args.lr), dm, steps, clock)
         elif variant == "logit_kd":
@@ -139,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             # no logit cache: the step budget covers only part of the enlarged set, so caching all of it costs more
             module = BaseDistiller(teacher, student, ["LogitKD"], adm, cache_teacher_outputs=False, **kd)
             metrics = fit(module, adm, steps, clock)
-        rows.append((variant, metrics, time.perf_counter() - start, clock.samples / max(clock.seconds, 1e-9)))
+        rows.append((variant, metrics, time.perf_counter() - start, clock.samples_per_second))
         print(f"[{variant}] val_acc={100 * metrics['val_acc']:.2f}", flush=True)
 
     teacher_val = fit_free_eval(teacher, dm)

@@ -15,31 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import TrainClock  # noqa: E402
 from helper.cli import run  # noqa: E402
 from helper.finetuner import ClfFinetune  # noqa: E402
-
-
-class TrainClock(pl.Callback):
-    """Counts training samples and the time spent in training batches."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-        self.seconds = 0.0
-        self._start = 0.0
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, idx: int) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, out: object, batch: dict, idx: int
-    ) -> None:
-        self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch["labels"])
 
 
 def main() -> None:
@@ -53,7 +35,7 @@ def main() -> None:
     print(
         f"| {cli.config.model.model} | {len(cli.datamodule.raw['train'])} | "
         f"{cli.trainer.current_epoch} | {torch.get_num_threads()} | {wall / 60:.1f} min | "
-        f"{clock.samples / max(clock.seconds, 1e-9):.1f} | {100 * val['val_acc']:.2f} | {100 * val['val_f1']:.2f} |"
+        f"{clock.samples_per_second:.1f} | {100 * val['val_acc']:.2f} | {100 * val['val_f1']:.2f} |"
     )
     print(f"\nbest checkpoint: {cli.trainer.checkpoint_callback.best_model_path}")
     print(f"command: python {' '.join(sys.argv)}  (cpu count {os.cpu_count()})")
