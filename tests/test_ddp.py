@@ -1,5 +1,5 @@
 """Scale out: a 2-process DDP distillation (gloo, CPU; each rank with its own teacher and teacher-logit cache) ends
-with the same student as 1 process with the same global batch."""
+with the same student as 1 process with the same global batch; so does fine-tuning."""
 
 from __future__ import annotations
 
@@ -71,5 +71,27 @@ def test_two_process_ddp_distillation_matches_one_process(tmp_path: Path, teache
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "world_size=2" in ddp.stderr or "distributed_backend=gloo" in ddp.stderr
     expected, actual = weights(tmp_path / "single" / "student"), weights(tmp_path / "ddp" / "student")
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_finetuning_matches_one_process(tmp_path: Path, teacher: Path):
+    common = [
+        f"--model.model={teacher}",
+        "--data.dataset=demo",
+        "--data.max_train_samples=64",
+        "--data.max_eval_samples=32",
+        "--trainer.max_epochs=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.callbacks.init_args.dirpath=model",
+    ]
+    single = launch("finetune.py", tmp_path / "single", *common, "--data.batch_size=16", "--trainer.devices=1")
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = launch(
+        "finetune.py", tmp_path / "ddp", *common, "--data.batch_size=8", "--trainer.devices=2", "--trainer.strategy=ddp"
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    expected, actual = weights(tmp_path / "single" / "model"), weights(tmp_path / "ddp" / "model")
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
