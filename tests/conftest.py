@@ -64,11 +64,9 @@ def minilm_path() -> str:
     return str(get_model_path())
 
 
-@pytest.fixture
-def tiny_batch() -> dict[str, torch.Tensor]:
-    """A padded batch of 3 examples with different lengths (token ids below 1000)."""
-    g = torch.Generator().manual_seed(0)
-    lengths = [7, 4, 10]
+def make_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A right-padded batch of random token ids (1000..1999) with the given lengths ([CLS] ... [SEP]), labels 0."""
+    g = torch.Generator().manual_seed(seed)
     t = max(lengths)
     input_ids = torch.zeros(len(lengths), t, dtype=torch.long)
     attention_mask = torch.zeros(len(lengths), t, dtype=torch.long)
@@ -77,7 +75,18 @@ def tiny_batch() -> dict[str, torch.Tensor]:
         input_ids[i, 0] = 101
         input_ids[i, n - 1] = 102
         attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 1])}
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.zeros(len(lengths)).long()}
+
+
+def pad_batch(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """The same examples with ``extra`` more padding columns on every per-token tensor (pad id, mask, segment 0)."""
+    return {k: v if v.ndim == 1 else torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
+
+
+@pytest.fixture
+def tiny_batch() -> dict[str, torch.Tensor]:
+    """A padded batch of 3 examples of lengths 7, 4 and 10."""
+    return {**make_batch([7, 4, 10]), "labels": torch.tensor([0, 1, 1])}
 
 
 @pytest.fixture

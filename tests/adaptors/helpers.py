@@ -10,7 +10,7 @@ from torch import Tensor
 from transformers import BertForSequenceClassification
 
 from adaptors import ModelDims, Taps
-from tests.conftest import tiny_bert
+from tests.conftest import make_batch, pad_batch, tiny_bert  # noqa: F401 (re-exported for the adaptor tests)
 
 #: Layer mapping used throughout: teacher layers 1 and 3 (0-based) -> student layers 0 and 1.
 TEACHER_LAYERS = [1, 3]
@@ -73,29 +73,3 @@ def run_model(model: BertForSequenceClassification, batch: dict[str, Tensor], la
 def to_double(taps: Taps) -> Taps:
     """A float64 copy of ``taps`` (the adaptors keep float64 as is), for tight comparisons with the references."""
     return Taps(**{k: v if v is None or not v.is_floating_point() else v.double() for k, v in vars(taps).items()})
-
-
-def pad_batch(batch: dict[str, Tensor], extra: int) -> dict[str, Tensor]:
-    """The same examples with ``extra`` additional padding columns (pad id 0, mask 0)."""
-    b = batch["input_ids"].shape[0]
-    pad_ids = torch.zeros(b, extra, dtype=batch["input_ids"].dtype)
-    pad_mask = torch.zeros(b, extra, dtype=batch["attention_mask"].dtype)
-    return {
-        **batch,
-        "input_ids": torch.cat([batch["input_ids"], pad_ids], dim=1),
-        "attention_mask": torch.cat([batch["attention_mask"], pad_mask], dim=1),
-    }
-
-
-def make_batch(lengths: list[int], seed: int = 0) -> dict[str, Tensor]:
-    """A right-padded batch of random token ids with the given lengths ([CLS] ... [SEP])."""
-    g = torch.Generator().manual_seed(seed)
-    t = max(lengths)
-    input_ids = torch.zeros(len(lengths), t, dtype=torch.long)
-    attention_mask = torch.zeros(len(lengths), t, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        input_ids[i, :n] = torch.randint(1000, 2000, (n,), generator=g)
-        input_ids[i, 0] = 101
-        input_ids[i, n - 1] = 102
-        attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.zeros(len(lengths)).long()}

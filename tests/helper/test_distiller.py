@@ -15,7 +15,7 @@ from data.data_module import ClfDataModule
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student
 from helper.finetuner import HgCkptIO
 from tests.adaptors.helpers import dims, run_model
-from tests.conftest import tiny_bert
+from tests.conftest import pad_batch, tiny_bert
 
 INTER = ["AttnMiniLM", "ValMiniLM", "AttnTinyBERT", "HidnTinyBERT", "EmbdTinyBERT", "HidnPKD"]
 LOGIT = ["LogitKD", "LogitCE", "LogitMSE"]
@@ -135,11 +135,6 @@ def test_only_needed_taps_are_captured(tiny_teacher, tiny_student):
     hidden_only = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT"])
     assert hidden_only.t_taps.needs == {"hidden"} and hidden_only.t_taps.layers == (1, 3)
     assert hidden_only.s_taps.layers == (0, 1)
-
-
-def pad_batch(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
-    """Every per-token tensor right-padded with ``extra`` zero columns (pad id 0, mask 0, segment 0)."""
-    return {k: v if v.ndim == 1 else torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
 
 
 def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str]:
