@@ -44,6 +44,18 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+def assert_ddp_matches_one_process(script: str, root: Path, common: list[str], export: str) -> None:
+    """Run ``script`` as 1 process of batch 16 and as 2 gloo processes of batch 8; the exported weights must agree."""
+    single = launch(script, root / "single", *common, "--data.batch_size=16", "--trainer.devices=1")
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = launch(script, root / "ddp", *common, "--data.batch_size=8", "--trainer.devices=2", "--trainer.strategy=ddp")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "world_size=2" in ddp.stderr or "distributed_backend=gloo" in ddp.stderr
+    expected, actual = weights(root / "single" / export), weights(root / "ddp" / export)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.slow
 def test_two_process_ddp_distillation_matches_one_process(tmp_path: Path, teacher: Path):
     common = [
@@ -58,21 +70,7 @@ def test_two_process_ddp_distillation_matches_one_process(tmp_path: Path, teache
         "--trainer.accelerator=cpu",
         "--trainer.callbacks.init_args.dirpath=student",
     ]
-    single = launch("distillation_ms.py", tmp_path / "single", *common, "--data.batch_size=16", "--trainer.devices=1")
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = launch(
-        "distillation_ms.py",
-        tmp_path / "ddp",
-        *common,
-        "--data.batch_size=8",
-        "--trainer.devices=2",
-        "--trainer.strategy=ddp",
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "world_size=2" in ddp.stderr or "distributed_backend=gloo" in ddp.stderr
-    expected, actual = weights(tmp_path / "single" / "student"), weights(tmp_path / "ddp" / "student")
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    assert_ddp_matches_one_process("distillation_ms.py", tmp_path, common, "student")
 
 
 @pytest.mark.slow
@@ -86,12 +84,4 @@ def test_two_process_ddp_finetuning_matches_one_process(tmp_path: Path, teacher:
         "--trainer.accelerator=cpu",
         "--trainer.callbacks.init_args.dirpath=model",
     ]
-    single = launch("finetune.py", tmp_path / "single", *common, "--data.batch_size=16", "--trainer.devices=1")
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = launch(
-        "finetune.py", tmp_path / "ddp", *common, "--data.batch_size=8", "--trainer.devices=2", "--trainer.strategy=ddp"
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    expected, actual = weights(tmp_path / "single" / "model"), weights(tmp_path / "ddp" / "model")
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    assert_ddp_matches_one_process("finetune.py", tmp_path, common, "model")
