@@ -318,7 +318,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         losses, s_logits, t_logits = self._distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
-        self.log("val_loss", F.cross_entropy(s_logits, batch["labels"]), prog_bar=True, sync_dist=True, batch_size=size)
+        ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])  # computed once
+        self.log("val_loss", ce, prog_bar=True, sync_dist=True, batch_size=size)
         self.log("val_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
         self.val_metrics.update(s_logits, batch["labels"])
         if not self._teacher_logged and not self.trainer.sanity_checking:
