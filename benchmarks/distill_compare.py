@@ -15,6 +15,11 @@ Variants (a fresh copy of the same student for each):
   ``PredDistiller`` (``alpha * CE + LogitKD``, head only) for the other half.
 * ``aug_kd``: ``logit_kd`` on the training set extended with teacher-labelled word-replacement copies
   (:mod:`data.augment`); the epoch budget counts passes over the original data.
+* ``logit_kd_nocache``: ``logit_kd`` with the teacher-logit cache turned off (the teacher runs in every step); with
+  the same seed it should reach the accuracy of ``logit_kd``.
+
+``--save-dir`` keeps each variant's final student as a Hugging Face folder (for ``benchmark.py``); ``--results``
+writes the table as JSON after every variant, so a long run's finished variants survive an interruption.
 
 Prints a Markdown table of validation accuracy / macro F1 (the final model of each run), wall time and samples/s.
 """
@@ -22,6 +27,7 @@ Prints a Markdown table of validation accuracy / macro F1 (the final model of ea
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +44,7 @@ from helper.finetuner import ClfFinetune  # noqa: E402
 from helper.models import load_classifier  # noqa: E402
 
 INTER = ["AttnMiniLM", "ValMiniLM", "HidnTinyBERT"]
-VARIANTS = ("alone", "logit_kd", "mix", "two_step", "aug_kd")
+VARIANTS = ("alone", "logit_kd", "mix", "two_step", "aug_kd", "logit_kd_nocache")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +65,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--augment-copies", type=int, default=4, help="aug_kd: word-replacement copies per example")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-length", type=int, default=66)
-    return p.parse_args(argv)
+    p.add_argument("--save-dir", type=Path, help="save each variant's final student to SAVE_DIR/<variant>")
+    p.add_argument("--results", type=Path, help="write the results as JSON here (updated after each variant)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    if args.save_dir is not None:
+        taken = [v for v in args.variants if (args.save_dir / v).exists()]
+        if taken:
+            p.error(f"--save-dir {args.save_dir}: {taken} already exist there; expected a new or empty folder")
+    return args
 
 
 def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: TrainClock) -> dict[str, float]:
@@ -88,6 +102,8 @@ def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: TrainC
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     pl.seed_everything(args.seed)
     teacher = load_classifier(args.teacher, require_head=True)
     common = dict(
@@ -109,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         clock, start = TrainClock(), time.perf_counter()
         if variant == "alone":
             metrics = fit(ClfFinetune(student, dm, lr=args.lr), dm, steps, clock)
-        elif variant == "logit_kd":
-            metrics = fit(BaseDistiller(teacher, student, ["LogitKD"], dm, **kd), dm, steps, clock)
+        elif variant in ("logit_kd", "logit_kd_nocache"):
+            cache = variant == "logit_kd"
+            module = BaseDistiller(teacher, student, ["LogitKD"], dm, cache_teacher_outputs=cache, **kd)
+            metrics = fit(module, dm, steps, clock)
         elif variant == "mix":
             metrics = fit(BaseDistiller(teacher, student, [*INTER, "LogitKD"], dm, **kd), dm, steps, clock)
         elif variant == "two_step":
@@ -123,11 +141,16 @@ def main(argv: list[str] | None = None) -> None:
 
             augmented = augment_with_teacher(dm, teacher, copies=args.augment_copies, seed=args.seed)
             adm = ClfDataModule(augmented, **{**common, "max_train_samples": None})
-            # no logit cache: the step budget covers only part of the enlarged set, so caching all of it costs more
-            module = BaseDistiller(teacher, student, ["LogitKD"], adm, cache_teacher_outputs=False, **kd)
+            # cache the teacher's logits only when the budget passes over the whole enlarged set at least once
+            cache = steps * args.batch_size >= len(augmented["train"])
+            module = BaseDistiller(teacher, student, ["LogitKD"], adm, cache_teacher_outputs=cache, **kd)
             metrics = fit(module, adm, steps, clock)
         rows.append((variant, metrics, time.perf_counter() - start, clock.samples_per_second))
         print(f"[{variant}] val_acc={100 * metrics['val_acc']:.2f}", flush=True)
+        if args.save_dir is not None:
+            save_student(student if variant != "two_step" else step2.student, dm, args.save_dir / variant)
+        if args.results is not None:
+            write_results(args, rows)
 
     teacher_val = fit_free_eval(teacher, dm)
     print(
@@ -145,6 +168,34 @@ def main(argv: list[str] | None = None) -> None:
             f"{speed:.1f} |"
         )
     print(f"\ncommand: python {' '.join(sys.argv)}")
+
+
+def save_student(model: torch.nn.Module, dm: ClfDataModule, folder: Path) -> None:
+    """Save a trained student with the data's tokenizer as a Hugging Face folder."""
+    model.save_pretrained(folder)
+    dm.tokenizer.save_pretrained(folder)
+
+
+def write_results(args: argparse.Namespace, rows: list[tuple[str, dict, float, float]]) -> None:
+    """Write the finished variants and the run's settings as JSON (replaced atomically)."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    out = {
+        "settings": settings,
+        "threads": torch.get_num_threads(),
+        "variants": {
+            v: {
+                "val_acc": float(m["val_acc"]),
+                "val_f1": float(m["val_f1"]),
+                "wall_min": wall / 60,
+                "train_samples_per_s": speed,
+            }
+            for v, m, wall, speed in rows
+        },
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.results.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(args.results)
 
 
 @torch.inference_mode()
