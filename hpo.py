@@ -22,6 +22,7 @@ HPO YAML keys (only ``base_config`` and ``search_space`` are required)::
     direction: maximize            # default: minimize for *loss* metrics, else maximize
     seed: 42                       # default: the base config's seed_everything
     seed_mode: fixed               # fixed: every trial seeds with `seed`; per_trial: seed + trial number
+    enqueue_base: true             # a new study's first trial uses the base config's own values (a baseline)
     sampler: {type: tpe, n_startup_trials: 4}   # tpe | random; other keys go to the Optuna sampler
     pruner: {type: median, n_startup_trials: 3} # median | percentile | hyperband | successive_halving | none
     runs_dir: runs/hpo             # trial configs and CSV logs under <runs_dir>/<study>/
@@ -55,6 +56,10 @@ Choices made here:
   hyperparameters (same data order and initialisation) and the best config, which keeps that seed, reproduces the
   best trial. The sampler is seeded with ``seed`` plus the number of trials already in the study (reproducible
   sequences, and a resumed study does not re-propose the first trials' points).
+* ``enqueue_base`` (default true): a new study's first trial runs the base config's own values of the searched
+  keys (``study.enqueue_trial``), so the study measures the starting config under the same budget and seed, and its
+  best trial is never worse than that baseline on the trial metric. A base value outside its search range is left
+  to the sampler (named in the output).
 * The trial value is the best value of the metric over the trial's validations (per the direction). The best config
   points its ``ModelCheckpoint`` at the same metric and direction, so the exported student is the checkpoint chosen
   by the same criterion. Pruning reports at validation ``i`` (0, 1, ...) of each trial.
@@ -127,6 +132,7 @@ HPO_KEYS = (
     "direction",
     "seed",
     "seed_mode",
+    "enqueue_base",
     "sampler",
     "pruner",
     "runs_dir",
@@ -342,6 +348,18 @@ class Param:
         """The config value for a value stored in Optuna."""
         return json.loads(value) if self.encoded else value
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in this parameter's range (or is one of its choices)."""
+        if self.type == "categorical":
+            return value in self.choices
+        if not _is_number(value) or (self.type == "int" and not isinstance(value, int)):
+            return False
+        return self.low <= value <= self.high
+
+    def encode(self, value: Any) -> Any:
+        """The value as stored in Optuna (inverse of :meth:`decode`)."""
+        return json.dumps(value) if self.encoded else value
+
     def corners(self) -> list[Any]:
         """Values that must all be valid for the script: the bounds, or every choice."""
         return list(self.choices) if self.type == "categorical" else [self.low, self.high]
@@ -380,6 +398,7 @@ class HpoSpec:
     direction: str
     seed: int
     seed_mode: str
+    enqueue_base: bool
     sampler: dict[str, Any]
     pruner: dict[str, Any]
     runs_dir: Path
@@ -718,6 +737,9 @@ def load_spec(path: str | Path, **cli: Any) -> HpoSpec:
     seed_mode = raw.get("seed_mode", "fixed")
     if seed_mode not in ("fixed", "per_trial"):
         problems.append(f"seed_mode: expected fixed or per_trial, got {seed_mode!r}")
+    enqueue_base = raw.get("enqueue_base", True)
+    if not isinstance(enqueue_base, bool):
+        problems.append(f"enqueue_base: expected true or false, got {enqueue_base!r}")
     sampler, found = _build_component("sampler", raw.get("sampler"), SAMPLERS, "tpe")
     problems += found
     pruner, found = _build_component("pruner", raw.get("pruner"), PRUNERS, "median")
@@ -746,6 +768,7 @@ def load_spec(path: str | Path, **cli: Any) -> HpoSpec:
         direction=direction,
         seed=seed,
         seed_mode=seed_mode,
+        enqueue_base=enqueue_base,
         sampler=sampler,
         pruner=pruner,
         runs_dir=runs_dir,
@@ -989,7 +1012,8 @@ def progress_line(spec: HpoSpec, study: optuna.Study, trial: FrozenTrial) -> str
         best_text = f"best: trial {best.number} {spec.metric}={_fmt(best.value)}"
     except ValueError:
         best_text = "best: none yet"
-    state = f"[hpo] trial {trial.number} {trial.state.name} {spec.metric}={value} ({took:.1f} s)"
+    tag = " (baseline: the base config's values)" if trial.user_attrs.get("baseline") else ""
+    state = f"[hpo] trial {trial.number}{tag} {trial.state.name} {spec.metric}={value} ({took:.1f} s)"
     return f"{state} | {params} | {best_text}"
 
 
@@ -1010,6 +1034,8 @@ def open_study(spec: HpoSpec) -> optuna.Study:
         )
         optuna.storages.fail_stale_trials(study)
     attrs = study.user_attrs
+    if not study.trials and spec.enqueue_base:
+        enqueue_baseline(spec, study)
     if not attrs:
         study.set_user_attr("metric", spec.metric)
         study.set_user_attr("script", spec.script)
@@ -1035,6 +1061,24 @@ def open_study(spec: HpoSpec) -> optuna.Study:
         pruner_kwargs = dict(spec.pruner)
         study.pruner = PRUNERS[pruner_kwargs.pop("type")](**pruner_kwargs)
     return study
+
+
+def enqueue_baseline(spec: HpoSpec, study: optuna.Study) -> None:
+    """Queue the base config's own values of the searched keys as the study's first trial."""
+    fixed, outside = {}, []
+    for param in spec.params:
+        try:
+            value = get_key(spec.resolved, param.key)
+        except (KeyError, IndexError, TypeError, ValueError):  # a key the base config does not hold
+            value = None
+        if param.contains(value):
+            fixed[param.key] = param.encode(value)
+        else:
+            outside.append(f"{param.key}={value!r}")
+    if outside:
+        print(f"[hpo] baseline trial: {', '.join(outside)} outside the search space; the sampler picks those")
+    if fixed:
+        study.enqueue_trial(fixed, user_attrs={"baseline": True}, skip_if_exists=True)
 
 
 def finished_count(study: optuna.Study) -> int:

@@ -308,7 +308,7 @@ def test_an_interrupted_trial_fails_and_the_next_run_finishes_the_study(tmp_path
     monkeypatch.setattr(hpo, "run", simulated_run(interrupt_at={1}))
     assert hpo.main(["--config", str(path)]) == 130
     out = capsys.readouterr().out
-    assert "[hpo] trial 0 COMPLETE val_acc=" in out and "interrupted" in out
+    assert "[hpo] trial 0 (baseline: the base config's values) COMPLETE val_acc=" in out and "interrupted" in out
     assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE, TrialState.FAIL]
 
     assert hpo.main(["--config", str(path)]) == 0  # resumes: two more finished trials reach the target of 3
@@ -356,3 +356,32 @@ def test_a_tiny_study_trains_then_resumes_with_continued_trial_numbers(tmp_path,
     assert not (tmp_path / "outputs" / "student_hpo").exists(), "trials export nothing"
     best = yaml.safe_load((tmp_path / "outputs" / "hpo" / "study" / "best.yaml").read_text())
     assert best["model"]["alpha"] == study.best_params["model.alpha"]
+
+
+def test_the_first_trial_of_a_new_study_is_the_base_configs_own_values(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    space = {
+        **SPACE,  # the base alpha 0.5 is inside [0, 1]
+        "model.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True},  # the base lr 1e-4 is not
+        "model.adaptors.AttnMiniLM.weight": {"type": "float", "low": 0.0, "high": 2.0},
+        "model.student.layers": {"type": "categorical", "choices": [[0, 1], [0, 5]]},
+    }
+    path = write_hpo(tmp_path, n_trials=2, sampler="random", search_space=space)
+    monkeypatch.setattr(hpo, "run", simulated_run(set()))
+    assert hpo.main(["--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "baseline trial: model.lr=0.0001 outside the search space" in out
+    first, second = load_study(tmp_path).trials
+    assert first.user_attrs["baseline"] and "baseline" not in second.user_attrs
+    assert first.params["model.alpha"] == 0.5 and first.params["model.adaptors.AttnMiniLM.weight"] == 1.0
+    assert json.loads(first.params["model.student.layers"]) == [0, 5]
+    assert 1e-3 <= first.params["model.lr"] <= 1e-2  # sampled
+    trial = yaml.safe_load((tmp_path / "runs" / "hpo" / "study" / "trial_0.yaml").read_text())
+    assert trial["model"]["alpha"] == 0.5 and trial["model"]["student"]["layers"] == [0, 5]
+
+    # resuming does not queue it again; enqueue_base: false starts with a sampled trial
+    assert hpo.main(["--config", str(path), "--n-trials", "3"]) == 0
+    assert sum(bool(t.user_attrs.get("baseline")) for t in load_study(tmp_path).trials) == 1
+    path = write_hpo(tmp_path, n_trials=1, sampler="random", search_space=SPACE, enqueue_base=False, study_name="off")
+    assert hpo.main(["--config", str(path)]) == 0
+    assert "baseline" not in load_study(tmp_path, "off").trials[0].user_attrs
