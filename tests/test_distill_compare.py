@@ -1,0 +1,66 @@
+"""benchmarks/distill_compare.py on a tiny teacher and the demo set: every variant runs, saves and reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import REPO_ROOT, tiny_bert
+
+_spec = importlib.util.spec_from_file_location("distill_compare", REPO_ROOT / "benchmarks" / "distill_compare.py")
+compare = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = compare
+_spec.loader.exec_module(compare)
+
+
+@pytest.fixture
+def teacher_folder(tmp_path, minilm_path):
+    folder = tmp_path / "teacher"
+    teacher = tiny_bert(layers=4, hidden=64, heads=4)
+    teacher.config.id2label, teacher.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    teacher.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return folder
+
+
+def test_variants_are_saved_and_reported(tmp_path, teacher_folder, capsys):
+    args = [
+        "--teacher", str(teacher_folder), "--dataset", "demo", "--label-names", "negative", "positive",
+        "--student-layers", "0", "3",
+        "--epochs", "1", "--max-train-samples", "48", "--batch-size", "16", "--max-length", "32", "--threads", "1",
+        "--variants", "alone", "logit_kd", "logit_kd_nocache", "two_step",
+        "--save-dir", str(tmp_path / "students"), "--results", str(tmp_path / "results.json"),
+    ]  # fmt: skip
+    compare.main(args)
+    out = capsys.readouterr().out
+    assert "| variant | val accuracy |" in out and "| two_step |" in out
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["variants"]) == ["alone", "logit_kd", "logit_kd_nocache", "two_step"]
+    assert results["settings"]["max_train_samples"] == 48 and results["threads"] == 1
+    # the teacher runs in eval mode, so cached logits are what the uncached run computes: same training, same result
+    cached, online = results["variants"]["logit_kd"], results["variants"]["logit_kd_nocache"]
+    assert cached["val_acc"] == pytest.approx(online["val_acc"], abs=0.011)
+
+    for variant in results["variants"]:
+        folder = tmp_path / "students" / variant
+        student = AutoModelForSequenceClassification.from_pretrained(folder)
+        assert student.config.num_hidden_layers == 2 and student.config.id2label == {0: "negative", 1: "positive"}
+        assert AutoTokenizer.from_pretrained(folder)("a film")["input_ids"]
+    # each variant trained its own copy of the same initialisation
+    alone = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "alone")
+    kd = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "logit_kd")
+    assert not torch.equal(alone.classifier.weight, kd.classifier.weight)
+
+
+def test_an_existing_save_folder_is_refused_before_any_training(tmp_path, teacher_folder):
+    (tmp_path / "students" / "alone").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        compare.parse_args(
+            ["--teacher", str(teacher_folder), "--dataset", "demo", "--save-dir", str(tmp_path / "students")]
+        )
