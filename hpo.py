@@ -842,35 +842,38 @@ def trial_values(spec: HpoSpec, trial: FrozenTrial) -> dict[str, Any]:
     return values | {k: v for k, v in trial.params.items() if k not in values}  # keys of an older search space
 
 
-def best_config(spec: HpoSpec, trial: FrozenTrial) -> dict[str, Any]:
-    """The config to train the best trial's hyperparameters with the script, exporting the student.
+def best_config(spec: HpoSpec, trial: FrozenTrial, name: str = "best", export: str | None = None) -> dict[str, Any]:
+    """The config to train a trial's values (by default the best trial's) with the script, exporting the student.
 
     Base + overrides + the trial's values + ``best_overrides``, the trial's seed, ``default_root_dir`` and checkpoints
-    under ``<runs_dir>/<study>/best``, ``ModelCheckpoint`` monitoring the study's metric and direction, ``HgExport``
-    writing to ``best_export`` (both added when the base has none), and the base logger's ``save_dir``/``name``
-    pointed at that run.
+    under ``<runs_dir>/<study>/<name>``, ``ModelCheckpoint`` monitoring the study's metric and direction, ``HgExport``
+    writing to ``export`` (default ``best_export``; both callbacks added when the base has none), and the base
+    logger's ``save_dir``/``name`` pointed at that run.
 
     Args:
         spec: The HPO spec.
-        trial: The best trial.
+        trial: The trial (the best one, or the baseline for a comparison run).
+        name: Folder and run name of this training run.
+        export: Where the student is exported (default ``spec.best_export``).
     """
     cfg = _with_values(spec, trial_values(spec, trial), spec.best_overrides)
-    folder = spec.study_dir / "best"
+    folder = spec.study_dir / name
     cfg["seed_everything"] = trial.user_attrs.get("seed", spec.trial_seed(trial.number))
     trainer = cfg["trainer"] = cfg.get("trainer") or {}
     trainer["default_root_dir"] = str(folder)
     callbacks = _callbacks(cfg)
     mode = "min" if spec.direction == "minimize" else "max"
     checkpoint = {"dirpath": str(folder / "checkpoints"), "monitor": spec.metric, "mode": mode}
-    for name, init_args in (("ModelCheckpoint", checkpoint), ("HgExport", {"dirpath": spec.best_export})):
-        found = [c for c in callbacks if _class_name(c) == name]
+    exported = {"dirpath": export or spec.best_export}
+    for callback_name, init_args in (("ModelCheckpoint", checkpoint), ("HgExport", exported)):
+        found = [c for c in callbacks if _class_name(c) == callback_name]
         if not found:
-            module = "pytorch_lightning.callbacks" if name == "ModelCheckpoint" else "helper.checkpoint"
-            found = [{"class_path": f"{module}.{name}", "init_args": {}}]
+            module = "pytorch_lightning.callbacks" if callback_name == "ModelCheckpoint" else "helper.checkpoint"
+            found = [{"class_path": f"{module}.{callback_name}", "init_args": {}}]
             callbacks.append(found[0])
         for callback in found:
             callback.setdefault("init_args", {}).update(init_args)
-            if name == "ModelCheckpoint":
+            if callback_name == "ModelCheckpoint":
                 callback["init_args"].setdefault("save_top_k", 1)
     logger = trainer.get("logger")
     if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
@@ -878,7 +881,7 @@ def best_config(spec: HpoSpec, trial: FrozenTrial) -> dict[str, Any]:
         if "save_dir" in args:
             args["save_dir"] = str(folder)
         if "name" in args:
-            args["name"] = f"{spec.study_name}-best"
+            args["name"] = f"{spec.study_name}-{name}"
     return cfg
 
 
@@ -921,6 +924,27 @@ def write_best(spec: HpoSpec, study: optuna.Study, path: Path | None = None) -> 
         lines += ["then best_overrides:", *(f"  {k}: {v!r}" for k, v in spec.best_overrides.items())]
     lines.append(f"train it: python {spec.script}.py --config {path}")
     _dump(best_config(spec, trial), path, "".join(f"# {line}\n" for line in lines))
+    write_baseline(spec, study, path.with_name("baseline.yaml"))
+    return path
+
+
+def write_baseline(spec: HpoSpec, study: optuna.Study, path: Path) -> Path | None:
+    """Write the baseline trial's config (the base config's own values, see ``enqueue_base``) for a comparison run.
+
+    It trains like the best config (same overrides, ``best_overrides``, seed and budget) and exports to
+    ``<best_export>_baseline``. Nothing is written when the study has no completed baseline trial.
+    """
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("baseline")]
+    if not done:
+        return None
+    trial = done[0]
+    lines = [
+        f"Baseline trial of Optuna study {spec.study_name!r} ({spec.storage}): the base config's own values",
+        f"trial {trial.number}: {spec.metric} = {trial.value:.6g}; train it to compare with the best config:",
+        f"python {spec.script}.py --config {path}",
+    ]
+    cfg = best_config(spec, trial, name="baseline", export=f"{spec.best_export.rstrip('/')}_baseline")
+    _dump(cfg, path, "".join(f"# {line}\n" for line in lines))
     return path
 
 
@@ -1173,6 +1197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = study.best_trial
     print(f"[hpo] best: trial {best.number} {spec.metric}={_fmt(best.value)} -> {written}")
     print(f"[hpo] train it: python {spec.script}.py --config {written}")
+    baseline = written.with_name("baseline.yaml")
+    if baseline.is_file():
+        print(f"[hpo] the base config's values, same budget, to compare: python {spec.script}.py --config {baseline}")
     return code
 
 

@@ -378,6 +378,12 @@ def test_the_first_trial_of_a_new_study_is_the_base_configs_own_values(tmp_path,
     assert 1e-3 <= first.params["model.lr"] <= 1e-2  # sampled
     trial = yaml.safe_load((tmp_path / "runs" / "hpo" / "study" / "trial_0.yaml").read_text())
     assert trial["model"]["alpha"] == 0.5 and trial["model"]["student"]["layers"] == [0, 5]
+    # the baseline's own runnable config, beside best.yaml: same budget, its own export folder
+    baseline = yaml.safe_load((tmp_path / "outputs" / "hpo" / "study" / "baseline.yaml").read_text())
+    assert baseline["model"]["alpha"] == 0.5 and baseline["model"]["lr"] == first.params["model.lr"]
+    exports = [c for c in baseline["trainer"]["callbacks"] if c["class_path"].endswith("HgExport")]
+    assert exports[0]["init_args"]["dirpath"] == "outputs/student_hpo_baseline"
+    assert "baseline.yaml" in out
 
     # resuming does not queue it again; enqueue_base: false starts with a sampled trial
     assert hpo.main(["--config", str(path), "--n-trials", "3"]) == 0
