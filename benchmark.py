@@ -920,6 +920,22 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def label_heights(points: Sequence[tuple[float, float, str]], gap: float) -> list[float]:
+    """Heights for the points' labels: each at its point's height, moved down where labels at nearby latencies would
+    overlap, so that such labels are at least ``gap`` apart (points given as ``(latency, accuracy, name)``)."""
+    heights = [y for _, y, _ in points]
+    xs = [x for x, _, _ in points]
+    span = (max(xs) - min(xs)) or 1.0
+    placed: list[int] = []
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        near = [j for j in placed if abs(xs[j] - xs[i]) < 0.15 * span]
+        for j in sorted(near, key=lambda j: -heights[j]):
+            if heights[i] > heights[j] - gap:
+                heights[i] = min(heights[i], heights[j] - gap)
+        placed.append(i)
+    return heights
+
+
 def plot_accuracy_vs_latency(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Save a scatter plot (x: batch-1 median latency in ms, y: accuracy in %), one labelled point per model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -928,15 +944,19 @@ def plot_accuracy_vs_latency(rows: Sequence[dict[str, Any]], path: str | Path) -
     fig = Figure(figsize=(6.4, 4.4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for r in rows:
-        x, y = r["latency_ms_median"], 100 * r["accuracy"]
-        ax.scatter([x], [y], s=40)
-        ax.annotate(str(r["model"]), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    points = [(r["latency_ms_median"], 100 * r["accuracy"], str(r["model"])) for r in rows]
+    colors = [ax.scatter([x], [y], s=40).get_facecolor()[0] for x, y, _ in points]
     m = rows[0]
     ax.set_xlabel("batch-1 median latency (ms)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{m['dataset']} / {m['split']}: {m['threads']} thread(s), {m['device_name']}", fontsize=9)
     ax.margins(x=0.25, y=0.2)
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    heights = label_heights(points, 0.045 * (y1 - y0))
+    for (x, y, name), label_y, color in zip(points, heights, colors, strict=True):
+        arrow = {"arrowstyle": "-", "lw": 0.6, "color": color} if abs(label_y - y) > 1e-9 else None
+        xytext = (x + 0.03 * (x1 - x0), label_y)
+        ax.annotate(name, (x, y), xytext=xytext, va="center", fontsize=9, color=color, arrowprops=arrow)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path = Path(path)

@@ -477,3 +477,15 @@ def test_report_handles_missing_values() -> None:
     }
     table = markdown_report([row])
     assert "a\\|b" in table and "| – |" in table and not math.isnan(row["accuracy"])
+
+
+def test_plot_labels_of_nearby_points_are_moved_apart() -> None:
+    from benchmark import label_heights
+
+    points = [(3.0, 86.0, "a"), (3.05, 85.9, "b"), (2.95, 85.8, "c"), (9.5, 90.7, "teacher"), (9.6, 90.6, "far-ok")]
+    heights = label_heights(points, gap=0.5)
+    assert heights[0] == 86.0 and heights[3] == 90.7  # the highest label of each group stays at its point
+    near = sorted(heights[:3], reverse=True)
+    assert all(upper - lower >= 0.5 - 1e-9 for upper, lower in zip(near, near[1:]))
+    assert heights[4] == pytest.approx(90.2)  # near the teacher, so moved below its label
+    assert label_heights([(1.0, 80.0, "x"), (9.0, 80.0, "y")], gap=0.5) == [80.0, 80.0]  # far apart: unchanged
