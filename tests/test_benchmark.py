@@ -486,6 +486,6 @@ def test_plot_labels_of_nearby_points_are_moved_apart() -> None:
     heights = label_heights(points, gap=0.5)
     assert heights[0] == 86.0 and heights[3] == 90.7  # the highest label of each group stays at its point
     near = sorted(heights[:3], reverse=True)
-    assert all(upper - lower >= 0.5 - 1e-9 for upper, lower in zip(near, near[1:]))
+    assert all(upper - lower >= 0.5 - 1e-9 for upper, lower in zip(near[:-1], near[1:], strict=True))
     assert heights[4] == pytest.approx(90.2)  # near the teacher, so moved below its label
     assert label_heights([(1.0, 80.0, "x"), (9.0, 80.0, "y")], gap=0.5) == [80.0, 80.0]  # far apart: unchanged
