@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import TrainClock  # noqa: E402
+from benchmarks.common import TrainClock, step_trainer  # noqa: E402
 from data.data_module import ClfDataModule  # noqa: E402
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student  # noqa: E402
 from helper.finetuner import ClfFinetune  # noqa: E402
@@ -81,18 +81,7 @@ def fit(module: pl.LightningModule, dm: ClfDataModule, steps: int, clock: TrainC
 
     A distiller's forward hooks are removed afterwards, so the shared teacher carries none into the next variant.
     """
-    trainer = pl.Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[clock],
-    )
-    trainer.fit(module, dm)
+    step_trainer(steps, [clock]).fit(module, dm)
     evaluator = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     metrics = evaluator.validate(module, dm, verbose=False)[0]
     if hasattr(module, "remove_taps"):

@@ -82,6 +82,7 @@ from transformers.trainer_callback import PrinterCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import step_trainer  # noqa: E402
 from data.data_module import TEACHER_LOGITS, ClfDataModule, model_inputs  # noqa: E402
 from helper.distiller import BaseDistiller  # noqa: E402
 from helper.models import load_classifier, student_from_layers  # noqa: E402
@@ -656,19 +657,12 @@ def _window_result(key: str, label: str, window: _Window, shapes: list[tuple[int
 def lightning_fit(distiller: BaseDistiller, dm: ClfDataModule, args: argparse.Namespace, settings: Settings) -> Result:
     """``pl.Trainer.fit`` of ``distiller`` for ``warmup + steps`` steps on the data module's batches, timed."""
     clock = LightningClock(args.warmup, args.steps, settings)
-    trainer = pl.Trainer(
+    trainer = step_trainer(
+        args.warmup + args.steps,
+        [clock],
         accelerator="gpu" if settings.device.type == "cuda" else "cpu",
         devices=1,
         precision="bf16-mixed" if settings.bf16 else "32-true",
-        max_steps=args.warmup + args.steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[clock],
     )
     meter = MemoryMeter(settings.device)
     meter.start()
