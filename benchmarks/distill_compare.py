@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--augment-copies", type=int, default=4, help="aug_kd: word-replacement copies per example")
+    p.add_argument(
+        "--augment-min-words", type=int, default=0, help="aug_kd: copy only examples of at least this many words"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-length", type=int, default=66)
     p.add_argument("--save-dir", type=Path, help="save each variant's final student to SAVE_DIR/<variant>")
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         else:  # aug_kd
             from data.augment import augment_with_teacher
 
-            augmented = augment_with_teacher(dm, teacher, copies=args.augment_copies, seed=args.seed)
+            augmented = augment_with_teacher(
+                dm, teacher, copies=args.augment_copies, seed=args.seed, min_words=args.augment_min_words
+            )
             adm = ClfDataModule(augmented, **{**common, "max_train_samples": None})
             # cache the teacher's logits only when the budget passes over the whole enlarged set at least once
             cache = steps * args.batch_size >= len(augmented["train"])

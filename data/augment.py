@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from data.data_module import ClfDataModule
+from data.data_module import ClfDataModule, teacher_logits
 
 _WORD = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
@@ -66,23 +66,21 @@ def replace_words(text: str, table: dict[str, list[str]], p: float, rng: random.
     return " ".join(out)
 
 
-@torch.inference_mode()
 def teacher_labels(
     teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list, max_length: int, batch_size: int = 128
 ) -> list[int]:
-    """The teacher's predicted class for each text (or text pair), computed in length-sorted batches."""
-    teacher.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(str(texts[i])))
-    labels = [0] * len(texts)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = [texts[i] for i in idx]
-        columns = [list(c) for c in zip(*batch, strict=True)] if isinstance(batch[0], tuple) else [batch]
-        enc = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        enc = {k: v.to(teacher.device) for k, v in enc.items()}
-        for i, label in zip(idx, teacher(**enc).logits.argmax(-1).tolist(), strict=True):
-            labels[i] = label
-    return labels
+    """The teacher's predicted class for each text (or text pair).
+
+    The texts are tokenized as :class:`ClfDataModule` tokenizes them and their logits go through
+    :func:`data.data_module.teacher_logits`, so a data module that later holds the same texts (an augmented training
+    set) reads them from the teacher's store instead of running the teacher again.
+    """
+    if not texts:
+        return []
+    columns = [list(c) for c in zip(*texts, strict=True)] if isinstance(texts[0], tuple) else [texts]
+    enc = tokenizer(*columns, truncation=True, max_length=max_length)
+    rows = Dataset.from_dict({k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc})
+    return teacher_logits(teacher, rows, batch_size, tokenizer.pad_token_id or 0).argmax(-1).tolist()
 
 
 def augment_with_teacher(
@@ -92,8 +90,13 @@ def augment_with_teacher(
     p: float = 0.3,
     k: int = 10,
     seed: int = 42,
+    min_words: int = 0,
 ) -> DatasetDict:
-    """The data module's training split plus ``copies`` teacher-labelled word-replacement copies of each example.
+    """The data module's training split plus ``copies`` teacher-labelled word-replacement copies of its examples.
+
+    ``min_words`` restricts the copies to examples of at least that many words (all text fields together). It helps
+    where training and evaluation texts differ in length: GLUE SST-2 trains on 67k phrases of 9.4 words on average
+    but validates on whole sentences of 19.5, so copies of the long examples add the kind of text that is scarce.
 
     Args:
         dm: Source data (its text fields, label names, tokenizer and max length are used).
@@ -102,12 +105,13 @@ def augment_with_teacher(
         p: Probability of replacing each eligible word.
         k: Nearest neighbours considered per word.
         seed: Seed of the replacement choices.
+        min_words: Copy only examples with at least this many words (0: every example).
 
     Returns:
         A ``DatasetDict`` (``train`` = originals + copies, ``validation`` unchanged) with the data module's fields.
 
     Raises:
-        ValueError: ``copies < 1``, ``p`` outside (0, 1] or ``k < 1``.
+        ValueError: ``copies < 1``, ``p`` outside (0, 1], ``k < 1``, ``min_words < 0`` or no example long enough.
     """
     problems = []
     if copies < 1:
@@ -116,6 +120,8 @@ def augment_with_teacher(
         problems.append(f"p={p}: expected a probability in (0, 1]")
     if k < 1:
         problems.append(f"k={k}: expected >= 1")
+    if min_words < 0:
+        problems.append(f"min_words={min_words}: expected >= 0")
     if teacher.config.num_labels != dm.num_labels:
         problems.append(f"teacher num_labels={teacher.config.num_labels}: expected the data's {dm.num_labels} classes")
     if problems:
@@ -124,13 +130,16 @@ def augment_with_teacher(
     lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
     train = dm.raw["train"]
     fields, label_field = dm.text_fields, dm.label_field
+    sources = [row for row in train if sum(len(row[f].split()) for f in fields) >= min_words]
+    if not sources:
+        raise ValueError(f"min_words={min_words}: no training example has that many words; expected a smaller value")
     words = {_WORD.match(w).group(2) for f in fields for text in train[f] for w in text.split()}
     words = {w.lower() for w in words} if lower else words
     table = neighbour_table(tokenizer, teacher.get_input_embeddings().weight.detach(), words, k)
     rng = random.Random(seed)
     new = {f: [] for f in fields}
     for _ in range(copies):
-        for row in train:
+        for row in sources:
             for f in fields:
                 new[f].append(replace_words(row[f], table, p, rng, lower))
     texts = new[fields[0]] if len(fields) == 1 else list(zip(*(new[f] for f in fields), strict=True))

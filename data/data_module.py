@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from datasets import ClassLabel, DatasetDict, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Value
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -66,6 +68,108 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def row_digests(rows: Dataset) -> torch.Tensor:
+    """One 63-bit digest per tokenized row, of its ``input_ids`` and ``token_type_ids``: its key in the teacher store.
+
+    The tokens alone decide a teacher's output (the attention mask of an unpadded row is all ones), so the key does not
+    depend on labels, on how the data were loaded or on the row's position.
+    """
+    columns = [c for c in ("input_ids", "token_type_ids") if c in rows.column_names]
+    data = rows.with_format(None).select_columns(columns)[:]
+    keys = []
+    for parts in zip(*(data[c] for c in columns), strict=True):
+        digest = hashlib.sha1()
+        for part in parts:
+            digest.update(np.asarray(part, dtype=np.int64).tobytes())
+        keys.append(int.from_bytes(digest.digest()[:8], "little") >> 1)
+    return torch.tensor(keys, dtype=torch.int64)
+
+
+@torch.inference_mode()
+def teacher_logits(
+    teacher: PreTrainedModel,
+    rows: Dataset,
+    batch_size: int = 256,
+    pad_token_id: int = 0,
+    teacher_key: str | None = None,
+) -> torch.Tensor:
+    """The teacher's logits for tokenized rows, each computed once and kept in an on-disk store of that teacher.
+
+    The store, ``<cache_root()>/teacher_logits/<teacher fingerprint>.pt``, maps :func:`row_digests` keys to logits.
+    Rows found there are read; the others (each distinct row once) run through the teacher in eval mode, in
+    length-sorted batches, and are added to the store, which is replaced atomically. Any change to the teacher's
+    weights or config is a new fingerprint, so a new store; a different tokenizer or ``max_length`` gives other tokens,
+    so other keys. Two processes extending the same store at once keep only one of their additions (the other rows
+    are computed again later), never a broken file.
+
+    Args:
+        teacher: The teacher classifier.
+        rows: Tokenized rows (``input_ids`` and, where the model uses them, ``attention_mask``/``token_type_ids``).
+        batch_size: Inference batch size.
+        pad_token_id: The tokenizer's padding id.
+        teacher_key: :func:`model_fingerprint` of the teacher, when the caller already has it.
+
+    Returns:
+        ``(len(rows), num_labels)`` float32 logits, in the order of ``rows``.
+    """
+    keys = row_digests(rows)
+    path = cache_root() / "teacher_logits" / f"{teacher_key or model_fingerprint(teacher)}.pt"
+    num_labels = teacher.config.num_labels
+    if path.is_file():
+        store = torch.load(path, weights_only=True)
+        stored_keys, stored = store["keys"], store["logits"]
+    else:
+        stored_keys, stored = torch.empty(0, dtype=torch.int64), torch.empty(0, num_labels)
+    out = torch.empty(len(rows), num_labels)
+    hit = torch.zeros(len(rows), dtype=torch.bool)
+    if len(stored_keys):
+        pos = torch.searchsorted(stored_keys, keys).clamp(max=len(stored_keys) - 1)
+        hit = stored_keys[pos] == keys
+        out[hit] = stored[pos[hit]]
+    missing = (~hit).nonzero().squeeze(1)
+    if len(missing) == 0:
+        return out
+    new_keys, inverse = torch.unique(keys[missing], return_inverse=True)
+    first = torch.full((len(new_keys),), len(rows)).scatter_reduce(0, inverse, missing, reduce="amin")
+    new = _run_teacher(teacher, rows, first.tolist(), batch_size, pad_token_id)
+    out[missing] = new[inverse]
+    merged_keys, order = torch.sort(torch.cat([stored_keys, new_keys]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    torch.save({"keys": merged_keys, "logits": torch.cat([stored, new])[order]}, tmp)
+    os.replace(tmp, path)
+    return out
+
+
+def _run_teacher(
+    teacher: PreTrainedModel, rows: Dataset, indices: list[int], batch_size: int, pad_token_id: int
+) -> torch.Tensor:
+    """Logits of ``rows[indices]`` from the teacher in eval mode, longest first, padded per batch."""
+    was_training = teacher.training
+    teacher.eval()
+    device = next(teacher.parameters()).device
+    columns = [c for c in ("input_ids", "token_type_ids") if c in rows.column_names]
+    data = rows.with_format(None).select_columns(columns).select(indices)[:]
+    lengths = torch.as_tensor([len(ids) for ids in data["input_ids"]], dtype=torch.int64)
+    order = torch.argsort(lengths, descending=True)
+    logits = torch.empty(len(indices), teacher.config.num_labels)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size].tolist()
+        batch = {
+            c: pad_sequence(
+                [torch.as_tensor(data[c][i]) for i in idx],
+                batch_first=True,
+                padding_value=pad_token_id if c == "input_ids" else 0,
+            ).to(device)
+            for c in columns
+        }
+        width = batch["input_ids"].shape[1]
+        batch["attention_mask"] = (torch.arange(width) < lengths[idx, None]).long().to(device)
+        logits[idx] = teacher(**batch).logits.float().cpu()
+    teacher.train(was_training)
+    return logits
 
 
 class LengthGroupedSampler(DistributedSampler):
@@ -426,14 +530,12 @@ class ClfDataModule(pl.LightningDataModule):
             tokenized[split] = out.with_format("torch", columns=keep)
         self.tokenized = DatasetDict(tokenized)
 
-    @torch.inference_mode()
     def add_teacher_logits(self, teacher: PreTrainedModel, batch_size: int = 256) -> None:
-        """Compute the teacher's logits for every example once and keep them as a ``teacher_logits`` column.
+        """Give every split a ``teacher_logits`` column with the teacher's logits, computed at most once per example.
 
-        The teacher runs in eval mode (so the logits are exactly what a training step would compute) over
-        length-sorted batches. Results are cached on disk under :func:`cache_root`, keyed by the teacher's weights and
-        config and by the tokenized split's fingerprint (data, tokenizer and ``max_length``), so a change to any of
-        them computes fresh logits. Calling it again with the same teacher does nothing.
+        The logits come from :func:`teacher_logits`: rows whose tokens the same teacher has already seen (in any
+        data module, run or augmentation pass) are read from its on-disk store, only the others run through the
+        teacher. Calling it again with the same teacher does nothing.
 
         Args:
             teacher: The (frozen) teacher classifier.
@@ -443,33 +545,12 @@ class ClfDataModule(pl.LightningDataModule):
         teacher_key = model_fingerprint(teacher)
         if getattr(self, "_teacher_key", None) == teacher_key:
             return
-        was_training = teacher.training
-        teacher.eval()
-        device = next(teacher.parameters()).device
-        collate = DataCollatorWithPadding(self.tokenizer)
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
-            key = hashlib.sha1(f"{teacher_key}:{base._fingerprint}:{self.max_length}".encode()).hexdigest()
-            path = cache_root() / "teacher_logits" / f"{key}.pt"
-            if path.is_file():
-                logits = torch.load(path, weights_only=True)
-            else:
-                plain = base.with_format(None)
-                order = torch.argsort(torch.as_tensor([len(x) for x in plain["input_ids"]]), descending=True)
-                logits = torch.empty(len(base), teacher.config.num_labels)
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size].tolist()
-                    rows = [{k: plain[i][k] for k in MODEL_INPUTS if k in plain.column_names} for i in idx]
-                    batch = {k: v.to(device) for k, v in collate(rows).items()}
-                    logits[idx] = teacher(**batch).logits.float().cpu()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-                torch.save(logits, tmp)
-                os.replace(tmp, path)
+            logits = teacher_logits(teacher, base, batch_size, self.tokenizer.pad_token_id or 0, teacher_key)
             with_logits = base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist())
             columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in with_logits.column_names]
             self.tokenized[split] = with_logits.with_format("torch", columns=columns)
-        teacher.train(was_training)
         self._teacher_key = teacher_key
 
     def lengths(self, split: str) -> list[int]:

@@ -12,7 +12,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizer, PreTrainedTokenizerBase
 
 from data.augment import augment_with_teacher, neighbour_table, replace_words, teacher_labels
-from data.data_module import ClfDataModule
+from data.data_module import ClfDataModule, row_digests
 from tests.conftest import shared_data, tiny_bert
 
 FAKE_WORDS = ["good", "great", "fine", "nice", "bad", "awful", "film", "movie", "cat", "dog", "the", "café"]
@@ -331,6 +331,7 @@ def test_augment_pairs_keeps_both_fields_and_labels_pairs(tok: PreTrainedTokeniz
         ({"copies": -1, "p": 1.5, "k": -2}, ["copies=-1", "p=1.5", "k=-2"]),
         ({"p": 0}, ["p=0"]),
         ({"k": 0}, ["k=0"]),
+        ({"min_words": -1, "copies": 0}, ["min_words=-1", "copies=0"]),
     ],
 )
 def test_invalid_arguments_reported_together(
@@ -341,8 +342,21 @@ def test_invalid_arguments_reported_together(
         augment_with_teacher(dm, varied_teacher(num_labels=2), **kwargs)
     message = str(info.value)
     assert all(name in message for name in named), message
-    for name in {"copies", "p", "k"} - set(kwargs):
+    for name in {"copies", "p", "k", "min_words"} - set(kwargs):
         assert f"{name}=" not in message
+
+
+def test_min_words_copies_only_long_examples(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
+    dm = ClfDataModule(toy_dataset, tokenizer=tok)
+    out = augment_with_teacher(dm, varied_teacher(num_labels=2), copies=2, p=0.5, k=5, min_words=4)
+    originals = dm.raw["train"]["sentence"]
+    long = [s for s in originals if len(s.split()) >= 4]
+    assert 0 < len(long) < len(originals)
+    copies = out["train"]["sentence"][len(originals) :]
+    assert len(copies) == 2 * len(long)
+    assert [len(c.split()) for c in copies] == [len(s.split()) for s in long] * 2  # copy j of long example i, in order
+    with pytest.raises(ValueError, match=r"min_words=100: no training example has that many words"):
+        augment_with_teacher(dm, varied_teacher(num_labels=2), min_words=100)
 
 
 def test_boundary_arguments_are_accepted(toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase) -> None:
@@ -359,6 +373,30 @@ def test_augmented_data_feeds_back_into_data_module(toy_dataset: DatasetDict, to
     assert len(dm2.raw["train"]) == 18 and len(dm2.raw["validation"]) == len(dm.raw["validation"])
     batch = next(iter(dm2.train_dataloader()))
     assert batch["input_ids"].shape[0] == 4 and set(batch["labels"].tolist()) <= {0, 1}
+
+
+def test_augmented_copies_reuse_the_labelling_pass_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_dataset: DatasetDict, tok: PreTrainedTokenizerBase
+) -> None:
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    dm = ClfDataModule(toy_dataset, tokenizer=tok, max_train_samples=6, max_length=32)
+    teacher = varied_teacher(num_labels=2)
+    out = augment_with_teacher(dm, teacher, copies=3, p=0.5, k=5)
+    adm = ClfDataModule(out, tokenizer=tok, max_length=32)
+    adm.setup()
+    n = len(dm.raw["train"])
+    copies = set(row_digests(adm.tokenized["train"].select(range(n, len(out["train"])))).tolist())
+    others = set(row_digests(adm.tokenized["train"].select(range(n))).tolist())
+    others |= set(row_digests(adm.tokenized["validation"]).tolist())
+    seen: list[int] = []
+    forward = type(teacher).forward
+    monkeypatch.setattr(
+        type(teacher), "forward", lambda self, **kw: seen.append(len(kw["input_ids"])) or forward(self, **kw)
+    )
+    adm.add_teacher_logits(teacher)
+    assert sum(seen) == len(others - copies)  # only rows the labelling pass did not see
+    logits = adm.tokenized["train"][n:]["teacher_logits"]
+    assert logits.argmax(-1).tolist() == out["train"]["label"][n:]
 
 
 def test_augment_rte_sample(tok: PreTrainedTokenizerBase) -> None:

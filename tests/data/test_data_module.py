@@ -12,9 +12,16 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from data.data_module import ClfDataModule, LengthGroupedSampler, check_tokenizers
+from data.data_module import (
+    ClfDataModule,
+    LengthGroupedSampler,
+    check_tokenizers,
+    model_fingerprint,
+    row_digests,
+    teacher_logits,
+)
 from data.sources import DataError
-from tests.conftest import shared_data
+from tests.conftest import shared_data, tiny_bert
 
 EMOTIONS = ["anger", "joy", "optimism", "sadness"]
 
@@ -393,3 +400,71 @@ def test_check_tokenizers_with_a_different_vocabulary(tokenizer: PreTrainedToken
     check_tokenizers(word_level, word_level, ["hello world"])
     with pytest.raises(ValueError, match="example 0 'hello world'"):
         check_tokenizers(tokenizer, word_level, ["hello world"])
+
+
+# ---------------------------------------------------------------------------------------------- teacher-logit store
+def counting_teacher(monkeypatch: pytest.MonkeyPatch, teacher: torch.nn.Module) -> list[int]:
+    """Patch the teacher's class so every forward records its batch size; returns the record."""
+    seen: list[int] = []
+    forward = type(teacher).forward
+
+    def counted(self, *args, **kwargs):
+        seen.append(len(kwargs["input_ids"]))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(teacher), "forward", counted)
+    return seen
+
+
+def test_row_digests_depend_on_tokens_only(tokenizer: PreTrainedTokenizerBase) -> None:
+    rows = Dataset.from_dict(
+        {
+            "input_ids": [[101, 7, 102], [101, 7, 102], [101, 8, 102], [101, 7, 102]],
+            "token_type_ids": [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1]],
+            "labels": [0, 1, 0, 0],
+        }
+    )
+    keys = row_digests(rows).tolist()
+    assert keys[0] == keys[1]  # same tokens, other label
+    assert len({keys[0], keys[2], keys[3]}) == 3  # another token / other segment ids
+    assert row_digests(rows.select([3, 0])).tolist() == [keys[3], keys[0]]  # position does not matter
+    assert all(0 <= k < 2**63 for k in keys)
+
+
+def test_teacher_store_runs_each_distinct_row_once(tmp_path, monkeypatch, tokenizer) -> None:
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    teacher = tiny_bert(layers=2, hidden=32, heads=2, num_labels=3, seed=4).train()
+    texts = ["a good film", "a bad film", "a good film", "the end", "it was long and dull"]
+    enc = tokenizer(texts, truncation=True, max_length=16)
+    rows = Dataset.from_dict({k: enc[k] for k in ("input_ids", "token_type_ids")})
+    seen = counting_teacher(monkeypatch, teacher)
+    first = teacher_logits(teacher, rows, batch_size=2)
+    assert sum(seen) == 4  # the repeated text once
+    torch.testing.assert_close(first[0], first[2])
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            alone = teacher.eval()(**tokenizer(text, return_tensors="pt")).logits[0]
+            torch.testing.assert_close(first[i], alone, rtol=1e-4, atol=1e-5)
+    teacher.train()
+    seen.clear()
+    more = tokenizer(["the end", "a new line", "a bad film"], truncation=True, max_length=16)
+    second = teacher_logits(teacher, Dataset.from_dict(dict(more)), batch_size=2)
+    assert sum(seen) == 1  # only the unseen row ran
+    torch.testing.assert_close(second[[0, 2]], first[[3, 1]])
+    seen.clear()
+    torch.testing.assert_close(teacher_logits(teacher, rows), first)  # everything stored: the teacher does not run
+    assert seen == []
+    assert [p.name for p in (tmp_path / "teacher_logits").iterdir()] == [f"{model_fingerprint(teacher)}.pt"]
+    assert teacher.training  # a training-mode teacher is restored after the eval-mode pass
+
+
+def test_teacher_store_of_a_changed_teacher_is_separate(tmp_path, monkeypatch, tokenizer) -> None:
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    teacher = tiny_bert(layers=2, hidden=32, heads=2, num_labels=2, seed=4)
+    rows = Dataset.from_dict(dict(tokenizer(["one line", "another line"])))
+    before = teacher_logits(teacher, rows)
+    with torch.no_grad():
+        teacher.classifier.bias.add_(1.0)
+    after = teacher_logits(teacher, rows)
+    torch.testing.assert_close(after, before + 1.0)
+    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 2

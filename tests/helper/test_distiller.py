@@ -266,7 +266,7 @@ def test_cached_teacher_logits_train_the_same_student(tmp_path, monkeypatch, dm,
     monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
     cached, with_cache = _fit_student(dm, tiny_teacher, cache=True)
     assert cached.use_teacher_cache and "teacher_logits" in dm.tokenized["train"].column_names
-    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 2  # train and validation
+    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 1  # one store per teacher
     plain, without_cache = _fit_student(dm, tiny_teacher, cache=False)
     assert not plain.use_teacher_cache
     for name, value in with_cache.items():
@@ -293,9 +293,16 @@ def test_cache_matches_teacher_and_is_invalidated(tmp_path, monkeypatch, dm, tin
         tiny_teacher.classifier.weight.add_(1.0)  # a changed teacher must not reuse the old logits
     fresh.add_teacher_logits(tiny_teacher)
     assert not torch.allclose(fresh.tokenized["validation"][:]["teacher_logits"], first)
+    changed = fresh.tokenized["validation"][:]["teacher_logits"]
     shorter = ClfDataModule(dm.raw, tokenizer=dm.tokenizer, batch_size=8, max_length=4)
-    shorter.add_teacher_logits(tiny_teacher)  # a different max_length is a different tokenized split
-    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 6
+    shorter.add_teacher_logits(tiny_teacher)  # a different max_length gives other tokens, so other logits
+    short = shorter.tokenized["validation"][:]["teacher_logits"]
+    with torch.no_grad():
+        row = shorter.tokenized["validation"][0]
+        inputs = {k: row[k][None] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        torch.testing.assert_close(tiny_teacher(**inputs).logits[0], short[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(short, changed)
+    assert len(list((tmp_path / "teacher_logits").glob("*.pt"))) == 2  # the original and the changed teacher
 
 
 def test_cache_is_not_used_when_adaptors_need_more_than_logits(dm, tiny_teacher, tiny_student):
