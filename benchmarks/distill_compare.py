@@ -13,6 +13,8 @@ Variants (a fresh copy of the same student for each):
 * ``mix``: ``alpha * CE + AttnMiniLM + ValMiniLM + HidnTinyBERT + LogitKD`` in one step.
 * ``two_step``: ``InterDistiller`` (AttnMiniLM + ValMiniLM + HidnTinyBERT) for half the steps, then
   ``PredDistiller`` (``alpha * CE + LogitKD``, head only) for the other half.
+* ``inter_kd``: ``InterDistiller`` (the same intermediate adaptors) for half the steps, then ``logit_kd`` on the whole
+  student for the other half (TinyBERT's order, with the second stage training every layer instead of the head only).
 * ``aug_kd``: ``logit_kd`` on the training set extended with teacher-labelled word-replacement copies
   (:mod:`data.augment`); the epoch budget counts passes over the original data.
 * ``logit_kd_nocache``: ``logit_kd`` with the teacher-logit cache turned off (the teacher runs in every step); with
@@ -44,7 +46,7 @@ from helper.finetuner import ClfFinetune  # noqa: E402
 from helper.models import load_classifier  # noqa: E402
 
 INTER = ["AttnMiniLM", "ValMiniLM", "HidnTinyBERT"]
-VARIANTS = ("alone", "logit_kd", "mix", "two_step", "aug_kd", "logit_kd_nocache")
+VARIANTS = ("alone", "logit_kd", "mix", "two_step", "aug_kd", "logit_kd_nocache", "inter_kd")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,11 +125,15 @@ def main(argv: list[str] | None = None) -> None:
             metrics = fit(module, dm, steps, clock)
         elif variant == "mix":
             metrics = fit(BaseDistiller(teacher, student, [*INTER, "LogitKD"], dm, **kd), dm, steps, clock)
-        elif variant == "two_step":
+        elif variant in ("two_step", "inter_kd"):
             step1 = InterDistiller(teacher, student, INTER, dm, lr=args.lr)
             fit(step1, dm, steps // 2, clock)
-            step2 = PredDistiller(teacher, step1.student, ["LogitKD"], dm, **{**kd, "lr": args.head_lr})
+            if variant == "two_step":
+                step2 = PredDistiller(teacher, step1.student, ["LogitKD"], dm, **{**kd, "lr": args.head_lr})
+            else:
+                step2 = BaseDistiller(teacher, step1.student, ["LogitKD"], dm, **kd)
             metrics = fit(step2, dm, steps - steps // 2, clock)
+            student = step2.student
         else:  # aug_kd
             from data.augment import augment_with_teacher
 
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((variant, metrics, time.perf_counter() - start, clock.samples_per_second))
         print(f"[{variant}] val_acc={100 * metrics['val_acc']:.2f}", flush=True)
         if args.save_dir is not None:
-            save_student(student if variant != "two_step" else step2.student, dm, args.save_dir / variant)
+            save_student(student, dm, args.save_dir / variant)
         if args.results is not None:
             write_results(args, rows)
 

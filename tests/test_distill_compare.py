@@ -33,7 +33,7 @@ def test_variants_are_saved_and_reported(tmp_path, teacher_folder, capsys):
         "--teacher", str(teacher_folder), "--dataset", "demo", "--label-names", "negative", "positive",
         "--student-layers", "0", "3",
         "--epochs", "1", "--max-train-samples", "48", "--batch-size", "16", "--max-length", "32", "--threads", "1",
-        "--variants", "alone", "logit_kd", "logit_kd_nocache", "two_step",
+        "--variants", "alone", "logit_kd", "logit_kd_nocache", "two_step", "inter_kd",
         "--save-dir", str(tmp_path / "students"), "--results", str(tmp_path / "results.json"),
     ]  # fmt: skip
     compare.main(args)
@@ -41,7 +41,7 @@ def test_variants_are_saved_and_reported(tmp_path, teacher_folder, capsys):
     assert "| variant | val accuracy |" in out and "| two_step |" in out
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert list(results["variants"]) == ["alone", "logit_kd", "logit_kd_nocache", "two_step"]
+    assert list(results["variants"]) == ["alone", "logit_kd", "logit_kd_nocache", "two_step", "inter_kd"]
     assert results["settings"]["max_train_samples"] == 48 and results["threads"] == 1
     # the teacher runs in eval mode, so cached logits are what the uncached run computes: same training, same result
     cached, online = results["variants"]["logit_kd"], results["variants"]["logit_kd_nocache"]
@@ -56,6 +56,12 @@ def test_variants_are_saved_and_reported(tmp_path, teacher_folder, capsys):
     alone = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "alone")
     kd = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "logit_kd")
     assert not torch.equal(alone.classifier.weight, kd.classifier.weight)
+    # two_step's second stage trains the head only, inter_kd's the whole student: same first stage, other encoders
+    two_step = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "two_step")
+    inter_kd = AutoModelForSequenceClassification.from_pretrained(tmp_path / "students" / "inter_kd")
+    assert not torch.equal(
+        two_step.bert.encoder.layer[1].output.dense.weight, inter_kd.bert.encoder.layer[1].output.dense.weight
+    )
 
 
 def test_an_existing_save_folder_is_refused_before_any_training(tmp_path, teacher_folder):
