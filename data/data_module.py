@@ -106,7 +106,8 @@ def teacher_logits(
 
     Args:
         teacher: The teacher classifier.
-        rows: Tokenized rows (``input_ids`` and, where the model uses them, ``attention_mask``/``token_type_ids``).
+        rows: Tokenized, unpadded rows: ``input_ids`` and, where the model uses them, ``token_type_ids`` (the
+            attention mask is built from each row's length).
         batch_size: Inference batch size.
         pad_token_id: The tokenizer's padding id.
         teacher_key: :func:`model_fingerprint` of the teacher, when the caller already has it.
