@@ -76,10 +76,19 @@ def row_digests(rows: Dataset) -> torch.Tensor:
     The tokens alone decide a teacher's output (the attention mask of an unpadded row is all ones), so the key does not
     depend on labels, on how the data were loaded or on the row's position.
     """
+    return _digests(_token_columns(rows))
+
+
+def _token_columns(rows: Dataset) -> dict[str, list[list[int]]]:
+    """The rows' ``input_ids`` and (where present) ``token_type_ids`` as Python lists, read once."""
     columns = [c for c in ("input_ids", "token_type_ids") if c in rows.column_names]
-    data = rows.with_format(None).select_columns(columns)[:]
+    return rows.with_format(None).select_columns(columns)[:]
+
+
+def _digests(data: dict[str, list[list[int]]]) -> torch.Tensor:
+    """:func:`row_digests` of rows already read by :func:`_token_columns`."""
     keys = []
-    for parts in zip(*(data[c] for c in columns), strict=True):
+    for parts in zip(*(data[c] for c in ("input_ids", "token_type_ids") if c in data), strict=True):
         digest = hashlib.sha1()
         for part in parts:
             digest.update(np.asarray(part, dtype=np.int64).tobytes())
@@ -115,7 +124,8 @@ def teacher_logits(
     Returns:
         ``(len(rows), num_labels)`` float32 logits, in the order of ``rows``.
     """
-    keys = row_digests(rows)
+    data = _token_columns(rows)
+    keys = _digests(data)
     path = cache_root() / "teacher_logits" / f"{teacher_key or model_fingerprint(teacher)}.pt"
     num_labels = teacher.config.num_labels
     if path.is_file():
@@ -134,7 +144,7 @@ def teacher_logits(
         return out
     new_keys, inverse = torch.unique(keys[missing], return_inverse=True)
     first = torch.full((len(new_keys),), len(rows)).scatter_reduce(0, inverse, missing, reduce="amin")
-    new = _run_teacher(teacher, rows, first.tolist(), batch_size, pad_token_id)
+    new = _run_teacher(teacher, data, first.tolist(), batch_size, pad_token_id)
     out[missing] = new[inverse]
     merged_keys, order = torch.sort(torch.cat([stored_keys, new_keys]))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,26 +155,25 @@ def teacher_logits(
 
 
 def _run_teacher(
-    teacher: PreTrainedModel, rows: Dataset, indices: list[int], batch_size: int, pad_token_id: int
+    teacher: PreTrainedModel, data: dict[str, list[list[int]]], indices: list[int], batch_size: int, pad_token_id: int
 ) -> torch.Tensor:
-    """Logits of ``rows[indices]`` from the teacher in eval mode, longest first, padded per batch."""
+    """Logits of the rows ``indices`` of ``data`` (:func:`_token_columns`) from the teacher in eval mode, longest
+    first, padded per batch."""
     was_training = teacher.training
     teacher.eval()
     device = next(teacher.parameters()).device
-    columns = [c for c in ("input_ids", "token_type_ids") if c in rows.column_names]
-    data = rows.with_format(None).select_columns(columns).select(indices)[:]
-    lengths = torch.as_tensor([len(ids) for ids in data["input_ids"]], dtype=torch.int64)
+    lengths = torch.as_tensor([len(data["input_ids"][i]) for i in indices], dtype=torch.int64)
     order = torch.argsort(lengths, descending=True)
     logits = torch.empty(len(indices), teacher.config.num_labels)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size].tolist()
         batch = {
             c: pad_sequence(
-                [torch.as_tensor(data[c][i]) for i in idx],
+                [torch.as_tensor(values[indices[i]]) for i in idx],
                 batch_first=True,
                 padding_value=pad_token_id if c == "input_ids" else 0,
             ).to(device)
-            for c in columns
+            for c, values in data.items()
         }
         width = batch["input_ids"].shape[1]
         batch["attention_mask"] = (torch.arange(width) < lengths[idx, None]).long().to(device)
