@@ -3,8 +3,8 @@
 Importing the package registers every built-in adaptor in :data:`ADAPTORS`:
 
 * logits: :class:`LogitKD`, :class:`LogitCE`, :class:`LogitMSE`;
-* attention: :class:`AttnTinyBERT`, :class:`AttnMiniLM`, :class:`ValMiniLM`;
-* hidden states: :class:`HidnTinyBERT`, :class:`EmbdTinyBERT`, :class:`HidnPKD`.
+* attention: :class:`AttnTinyBERT`, :class:`AttnCE`, :class:`AttnMiniLM`, :class:`ValMiniLM`, :class:`RelMiniLMv2`;
+* hidden states: :class:`HidnTinyBERT`, :class:`EmbdTinyBERT`, :class:`HidnPKD`, :class:`HidnCos`.
 
 Use :func:`build_adaptors` to turn a config's adaptor specification into instances and :func:`get_adaptor` to look a
 class up by name. New adaptors subclass :class:`Adaptor` and are decorated with :func:`register`.
@@ -12,31 +12,45 @@ class up by name. New adaptors subclass :class:`Adaptor` and are decorated with 
 
 from __future__ import annotations
 
-from adaptors.attention import AttnMiniLM, AttnTinyBERT, ValMiniLM, default_relation_heads, split_relation_heads
+from adaptors.attention import (
+    RELATIONS,
+    AttnCE,
+    AttnMiniLM,
+    AttnTinyBERT,
+    RelMiniLMv2,
+    ValMiniLM,
+    default_relation_heads,
+    split_relation_heads,
+)
 from adaptors.base import TAP_NAMES, Adaptor, ModelDims, Taps
-from adaptors.hidden import EmbdTinyBERT, HidnPKD, HidnTinyBERT
+from adaptors.hidden import EmbdTinyBERT, HidnCos, HidnPKD, HidnTinyBERT, first_valid_position
 from adaptors.logits import LogitCE, LogitKD, LogitMSE
 from adaptors.registry import ADAPTORS, UnknownAdaptorError, accepted_options, build_adaptors, get_adaptor, register
 
 __all__ = [
     "ADAPTORS",
+    "RELATIONS",
     "TAP_NAMES",
     "Adaptor",
+    "AttnCE",
     "AttnMiniLM",
     "AttnTinyBERT",
     "EmbdTinyBERT",
+    "HidnCos",
     "HidnPKD",
     "HidnTinyBERT",
     "LogitCE",
     "LogitKD",
     "LogitMSE",
     "ModelDims",
+    "RelMiniLMv2",
     "Taps",
     "UnknownAdaptorError",
     "ValMiniLM",
     "accepted_options",
     "build_adaptors",
     "default_relation_heads",
+    "first_valid_position",
     "get_adaptor",
     "register",
     "split_relation_heads",

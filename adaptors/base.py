@@ -37,7 +37,7 @@ TAP_NAMES: frozenset[str] = frozenset({"logits", "embeddings", "hidden", "querie
 #: Values of :attr:`Adaptor.kind`.
 ADAPTOR_KINDS: frozenset[str] = frozenset({"logit", "inter"})
 #: Values of :attr:`Adaptor.default_layers` (``None``: the adaptor uses no encoder layers).
-LAYER_DEFAULTS: tuple[str | None, ...] = ("uniform", "last", None)
+LAYER_DEFAULTS: tuple[str | None, ...] = ("uniform", "last", "uniform_but_last", None)
 
 # Expected number of dimensions of each tap and the names of its axes (for error messages).
 _TAP_AXES: dict[str, tuple[str, ...]] = {
@@ -224,8 +224,8 @@ class Adaptor(nn.Module):
         name: Registry key; always the class name.
         needs: The :class:`Taps` fields the adaptor reads.
         kind: ``"logit"`` (compares classifier outputs) or ``"inter"`` (compares intermediate representations).
-        default_layers: Layer mapping used when ``layers`` is None: ``"uniform"``, ``"last"``, or None when the
-            adaptor uses no encoder layers.
+        default_layers: Layer mapping used when ``layers`` is None: ``"uniform"``, ``"last"``, ``"uniform_but_last"``
+            (Patient-KD: uniform without the last student layer), or None when the adaptor uses no encoder layers.
         weight: Non-negative loss weight.
         layers: The raw layer specification given by the user (None: use ``default_layers``). Validating it is
             the distiller's job.
@@ -282,13 +282,18 @@ class Adaptor(nn.Module):
             student: Student taps.
 
         Returns:
-            A 0-dim tensor.
+            A 0-dim tensor, float32 (or float64 for float64 taps) even under autocast.
 
         Raises:
             ValueError: If a needed tap is missing or shapes are inconsistent.
         """
         self.check_taps(teacher, student)
-        return self.compute_loss(teacher, student)
+        # Under mixed precision (e.g. precision="bf16-mixed") autocast would run matmuls and softmaxes in half
+        # precision again, whatever the inputs' dtype: the loss is computed in float32 with autocast off.
+        device_type = teacher.attention_mask.device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            loss = self.compute_loss(teacher, student)
+        return loss.float() if loss.dtype in (torch.float16, torch.bfloat16) else loss
 
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
         """The loss itself, on taps already checked by :meth:`check_taps`; implemented by subclasses."""

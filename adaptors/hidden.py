@@ -1,4 +1,4 @@
-"""Hidden-state adaptors: TinyBERT hidden/embedding MSE and Patient-KD normalised [CLS] distance.
+"""Hidden-state adaptors: TinyBERT hidden/embedding MSE, Patient-KD normalised [CLS] distance, DistilBERT cosine.
 
 When the teacher and student widths differ, a learned ``nn.Linear(d_s, d_t)`` projection of the student states
 lives inside the adaptor (it trains with the student but is never part of the student model).
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from adaptors.base import Adaptor, ModelDims, Taps, as_float32, check_bool
 from adaptors.registry import register
 
-__all__ = ["EmbdTinyBERT", "HidnPKD", "HidnTinyBERT"]
+__all__ = ["EmbdTinyBERT", "HidnCos", "HidnPKD", "HidnTinyBERT", "first_valid_position"]
 
 
 class _ProjectedStates(Adaptor):
@@ -42,7 +42,19 @@ class _ProjectedStates(Adaptor):
 
     def _project(self, states: Tensor) -> Tensor:
         states = as_float32(states)
-        return states if self.proj is None else self.proj(states)
+        if self.proj is None:
+            return states
+        # float32 maths even when the module itself was cast to half precision (precision="bf16-true").
+        weight, bias = self.proj.weight, self.proj.bias
+        return F.linear(states, as_float32(weight), None if bias is None else as_float32(bias))
+
+
+def first_valid_position(attention_mask: Tensor) -> Tensor:
+    """Index of the first real token of each example, ``(B,)``: 0 with right padding, the [CLS] after left padding.
+
+    An example without any real token gets 0 (its state is then a pad state, as for an all-padding row anywhere).
+    """
+    return attention_mask.to(torch.bool).to(torch.uint8).argmax(dim=1)
 
 
 class _TokenMSE(_ProjectedStates):
@@ -117,25 +129,72 @@ class HidnPKD(_ProjectedStates):
     for BERT Model Compression", arXiv:1908.09355).
 
     .. math::
-        L = \frac{1}{M \, B} \sum_m \sum_b \left\lVert \frac{h^s_{m,b,0} W}{\lVert h^s_{m,b,0} W \rVert_2}
-        - \frac{h^t_{m,b,0}}{\lVert h^t_{m,b,0} \rVert_2} \right\rVert_2^2
+        L = \frac{1}{M \, B} \sum_m \sum_b \left\lVert \frac{h^s_{m,b,c_b} W}{\lVert h^s_{m,b,c_b} W \rVert_2}
+        - \frac{h^t_{m,b,c_b}}{\lVert h^t_{m,b,c_b} \rVert_2} \right\rVert_2^2
 
-    over the mapped intermediate layers, ``[CLS]`` being position 0 (right padding assumed, as Hugging Face
-    tokenizers do for BERT-style models). ``W`` is a learned ``nn.Linear(d_s, d_t)`` applied *before*
-    normalisation, present only when widths differ.
+    over the mapped intermediate layers, where ``c_b`` is the first *valid* position of example ``b`` (the
+    ``[CLS]`` token: position 0 with right padding, and still the ``[CLS]`` when a tokenizer pads on the left).
+    ``W`` is a learned ``nn.Linear(d_s, d_t)`` applied *before* normalisation, present only when widths differ.
+
+    **Default layers** (``"uniform_but_last"``): Patient-KD distils the intermediate layers only; the last student
+    layer is left out of the patient loss (its output feeds the classifier, which the logit loss already trains; the
+    official code drops the last layer's state, ``full_output[:-1]``). So student layer ``i < M - 1`` learns from
+    teacher layer ``(i + 1) N / M - 1`` (PKD-skip: a 6-layer student of a 12-layer teacher learns from teacher layers
+    1, 3, 5, 7, 9, 0-based). Pass ``layers="uniform"`` to include the last layer as well.
+
+    **Scale:** the squared distance is summed over the ``d_t`` features; the official code averages it
+    (``mse_loss``), so PKD's :math:`\beta` corresponds to ``weight = beta / d_t``.
 
     Args:
         teacher: Teacher dimensions.
         student: Student dimensions.
         weight: Loss weight (>= 0), applied by the distiller.
-        layers: Layer mapping (None: ``"uniform"``).
+        layers: Layer mapping (None: ``"uniform_but_last"``, which needs a student of at least 2 layers).
         projection: Allow the learned projection (needed when widths differ).
     """
 
     needs = frozenset({"hidden"})
-    default_layers = "uniform"
+    default_layers = "uniform_but_last"
 
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
-        cls_t = F.normalize(as_float32(teacher.hidden.detach()[:, :, 0]), p=2.0, dim=-1)
-        cls_s = F.normalize(self._project(student.hidden[:, :, 0]), p=2.0, dim=-1)
+        first = first_valid_position(student.attention_mask)
+        rows = torch.arange(first.shape[0], device=first.device)
+        cls_t = F.normalize(as_float32(teacher.hidden.detach()[:, rows, first]), p=2.0, dim=-1)
+        cls_s = F.normalize(self._project(student.hidden[:, rows, first]), p=2.0, dim=-1)
         return (cls_s - cls_t).pow(2).sum(dim=-1).mean()
+
+
+@register
+class HidnCos(_ProjectedStates):
+    r"""Cosine hidden-state loss (Sanh et al., 2019, "DistilBERT, a distilled version of BERT: smaller, faster,
+    cheaper and lighter", arXiv:1910.01108).
+
+    DistilBERT aligns the directions of the student's and teacher's hidden-state vectors with a cosine embedding
+    loss (target 1):
+
+    .. math::
+        L = \frac{1}{M \, N} \sum_m \sum_{(b, i)\ \text{valid}} \left(1 - \cos\big(h^s_{m,b,i} W,\, h^t_{m,b,i}
+        \big)\right)
+
+    over the ``N`` valid tokens of the batch and the mapped layers (DistilBERT: the last layer, so
+    ``default_layers`` is ``"last"``). ``W`` as in :class:`HidnTinyBERT`, present only when widths differ
+    (DistilBERT's student has the teacher's width). Per layer this is TextBrewer's ``cos_loss`` with the mask.
+
+    Args:
+        teacher: Teacher dimensions.
+        student: Student dimensions.
+        weight: Loss weight (>= 0), applied by the distiller.
+        layers: Layer mapping (None: ``"last"``).
+        projection: Allow the learned projection (needed when widths differ).
+    """
+
+    needs = frozenset({"hidden"})
+    default_layers = "last"
+
+    def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
+        valid = student.attention_mask.to(torch.bool)
+        h_t = as_float32(teacher.hidden.detach())[:, valid]  # (M, N, d_t)
+        h_s = self._project(student.hidden[:, valid])
+        if h_t.shape[1] == 0:
+            return h_s.sum() * 0.0
+        return (1.0 - F.cosine_similarity(h_s, h_t, dim=-1)).mean()

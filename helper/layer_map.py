@@ -11,7 +11,15 @@ output is not a layer here). It is written in a config either as a strategy name
   map stays strictly increasing, and the last student layer always maps to the last teacher layer. For example
   6 -> 4 layers gives ``[(0, 0), (1, 2), (2, 3), (3, 5)]``.
 * ``"last"``: MiniLM's mapping, only the last student layer learns from the last teacher layer.
+* ``"uniform_but_last"``: ``"uniform"`` without the last student layer, as Patient-KD's patient loss (Sun et al.
+  2019, arXiv:1908.09355; PKD-skip) leaves the last layer to the prediction loss. 12 -> 6 layers gives
+  ``[(0, 1), (1, 3), (2, 5), (3, 7), (4, 9)]``. It needs a student of at least 2 layers.
 * ``[[s, t], ...]``: explicit pairs (lists or tuples of two ints, as YAML gives them).
+
+**Index convention.** Layer 0 here is the *first encoder block*. TinyBERT's and TextBrewer's configs count the
+embedding output as layer 0, so their layer ``k`` is layer ``k - 1`` here (and their hidden-state index ``N`` is the
+last layer, ``N - 1`` here; the embedding output is the ``EmbdTinyBERT`` adaptor). A map copied from them typically
+names layer ``N`` of an ``N``-layer model: that is refused with a message saying how to convert it.
 """
 
 from collections.abc import Sequence
@@ -20,7 +28,7 @@ from typing import Any, NoReturn
 
 __all__ = ["LAYER_MAP_STRATEGIES", "resolve_layer_map"]
 
-LAYER_MAP_STRATEGIES = ("uniform", "last")
+LAYER_MAP_STRATEGIES = ("uniform", "last", "uniform_but_last")
 """Strategy names accepted as a layer-map spec."""
 
 _EXPECTED_FORM = (
@@ -62,6 +70,7 @@ def _explicit(field: str, spec: Sequence[Any], teacher_layers: int, student_laye
         _raise(field, spec, ["the list of pairs is empty; give at least one [student_layer, teacher_layer] pair"])
     pairs: list[tuple[int, int]] = []
     first_seen: dict[int, int] = {}
+    off_by_one = False
     for k, pair in enumerate(spec):
         where = f"{field}[{k}] = {pair!r}"
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence):
@@ -78,6 +87,7 @@ def _explicit(field: str, spec: Sequence[Any], teacher_layers: int, student_laye
                 ok = False
             elif not 0 <= value < count:
                 problems.append(f"{where}: {role} layer {value} is out of range, {_layers_text(role, count)}")
+                off_by_one = off_by_one or value == count
                 ok = False
         if not ok:
             continue
@@ -90,6 +100,12 @@ def _explicit(field: str, spec: Sequence[Any], teacher_layers: int, student_laye
             continue
         first_seen[student] = k
         pairs.append((student, teacher))
+    if off_by_one:
+        problems.append(
+            "layer 0 here is the first encoder block, not the embedding output: a map written for TinyBERT or "
+            "TextBrewer (where 0 is the embedding output and N the last layer) must have 1 subtracted from every "
+            "index; their layer 0 is the EmbdTinyBERT adaptor"
+        )
     if problems:
         _raise(field, spec, problems)
     return sorted(pairs)
@@ -106,8 +122,8 @@ def resolve_layer_map(
     """Resolves a layer-map spec into ``(student_layer, teacher_layer)`` pairs.
 
     Args:
-        spec: ``"uniform"``, ``"last"`` (case-insensitive), explicit pairs ``[[s, t], ...]``, or ``None`` for
-            ``default``.
+        spec: ``"uniform"``, ``"last"``, ``"uniform_but_last"`` (case-insensitive), explicit pairs
+            ``[[s, t], ...]``, or ``None`` for ``default``.
         teacher_layers: Number of teacher encoder layers.
         student_layers: Number of student encoder layers.
         default: Strategy used when ``spec`` is ``None``.
@@ -132,6 +148,18 @@ def resolve_layer_map(
             return _uniform(field, strategy_spec, teacher_layers, student_layers)
         if strategy == "last":
             return [(student_layers - 1, teacher_layers - 1)]
+        if strategy == "uniform_but_last":
+            if student_layers < 2:
+                source = f" (the default, as {field} is not set)" if spec is None else ""
+                _raise(
+                    field,
+                    strategy_spec,
+                    [
+                        f"'uniform_but_last'{source} leaves the last student layer out, but the student has only "
+                        f"{student_layers} layer: nothing would be mapped. Use 'uniform' or 'last'"
+                    ],
+                )
+            return _uniform(field, strategy_spec, teacher_layers, student_layers)[:-1]
         source = f" (the default, as {field} is not set)" if spec is None else ""
         _raise(field, strategy_spec, [f"unknown layer-map strategy {strategy_spec!r}{source}"])
     if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Sequence):

@@ -190,3 +190,52 @@ def pkd(h_t: Tensor, h_s: Tensor, proj=None) -> float:
             total += sum((x / ns - y / nt) ** 2 for x, y in zip(s, t, strict=True))
             count += 1
     return total / count
+
+
+def ce_from_probabilities(att_t: list[Tensor], att_s: list[Tensor], attention_mask: Tensor) -> float:
+    """Cross-entropy -Σ_j A_t log A_s over valid keys, averaged over valid queries, heads and layers."""
+    lengths = _lengths(attention_mask)
+    total, count = 0.0, 0
+    for layer_t, layer_s in zip(att_t, att_s, strict=True):
+        pt, ps = layer_t.tolist(), layer_s.tolist()
+        for b, n in enumerate(lengths):
+            for h in range(len(pt[b])):
+                for i in range(n):
+                    total += -sum(p * math.log(q) for p, q in zip(pt[b][h][i][:n], ps[b][h][i][:n], strict=True))
+                    count += 1
+    return total / count
+
+
+def cosine(h_t: Tensor, h_s: Tensor, attention_mask: Tensor, proj=None) -> float:
+    """Mean over valid tokens and layers of 1 - cos(h_s W, h_t), from (M, B, T, H) states."""
+    lengths = _lengths(attention_mask)
+    ht, hs = h_t.tolist(), h_s.tolist()
+    w = b_ = None
+    if proj is not None:
+        w, b_ = proj.weight.tolist(), proj.bias.tolist()
+    total, count = 0.0, 0
+    for m in range(len(ht)):
+        for b, n in enumerate(lengths):
+            for i in range(n):
+                s = hs[m][b][i] if w is None else _linear(w, b_, hs[m][b][i])
+                t = ht[m][b][i]
+                total += 1 - _dot(s, t) / (math.sqrt(_dot(s, s)) * math.sqrt(_dot(t, t)))
+                count += 1
+    return total / count
+
+
+def pkd_at(h_t: Tensor, h_s: Tensor, positions: list[int], proj=None) -> float:
+    """Like :func:`pkd`, reading example ``b``'s state at ``positions[b]`` instead of position 0."""
+    ht, hs = h_t.tolist(), h_s.tolist()
+    w = b_ = None
+    if proj is not None:
+        w, b_ = proj.weight.tolist(), proj.bias.tolist()
+    total, count = 0.0, 0
+    for m in range(len(ht)):
+        for b, pos in enumerate(positions):
+            t = ht[m][b][pos]
+            s = hs[m][b][pos] if w is None else _linear(w, b_, hs[m][b][pos])
+            nt, ns = math.sqrt(sum(x * x for x in t)), math.sqrt(sum(x * x for x in s))
+            total += sum((x / ns - y / nt) ** 2 for x, y in zip(s, t, strict=True))
+            count += 1
+    return total / count

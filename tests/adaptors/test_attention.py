@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptors import AttnMiniLM, AttnTinyBERT, ModelDims, Taps, ValMiniLM, default_relation_heads, split_relation_heads
+from adaptors import (
+    AttnCE,
+    AttnMiniLM,
+    AttnTinyBERT,
+    ModelDims,
+    RelMiniLMv2,
+    Taps,
+    ValMiniLM,
+    default_relation_heads,
+    split_relation_heads,
+)
 from tests.adaptors import reference as ref
 from tests.adaptors.helpers import to_double
 
@@ -134,3 +144,76 @@ def test_per_head_losses_need_matching_tap_heads(cls):
     mask = torch.ones(2, 5)
     with pytest.raises(ValueError, match=r"heads|width"):
         cls(d, d)(_qkv_taps(mask), _qkv_taps(mask, heads=2, d=32))
+
+
+# ------------------------------------------------------------------------------------------- MiniLMv2 and attn CE
+@pytest.mark.parametrize("relations", [["qq", "kk", "vv"], ["qq"], ["kk"], ["vv", "qq"]])
+@pytest.mark.parametrize("relation_heads", [None, 2, 8])
+def test_rel_minilmv2_sums_the_chosen_relations(teacher_run, student_run, t_dims, s_dims, relations, relation_heads):
+    """Teacher 4 heads/width 64, student 2 heads/width 32: each relation against the loop reference, summed."""
+    t, s = to_double(teacher_run.taps), to_double(student_run.taps)
+    adaptor = RelMiniLMv2(t_dims, s_dims, relations=relations, relation_heads=relation_heads)
+    r = adaptor.num_relation_heads
+    assert r == (default_relation_heads(t_dims, s_dims) if relation_heads is None else relation_heads)
+    taps = {"qq": "queries", "kk": "keys", "vv": "values"}
+    expected = sum(
+        ref.relation_kl(getattr(t, taps[x]), getattr(t, taps[x]), getattr(s, taps[x]), getattr(s, taps[x]),
+                        t.attention_mask, relation_heads=r)
+        for x in relations
+    )  # fmt: skip
+    assert expected > 0
+    assert adaptor(t, s).item() == pytest.approx(expected, rel=1e-9)
+    assert adaptor.needs == {taps[x] for x in relations}
+
+
+def test_rel_minilmv2_uses_relation_heads_even_with_equal_head_counts(teacher_run, student4_run, t_dims, s4_dims):
+    """MiniLMv2 always re-splits into relation heads; its vv relation equals ValMiniLM with the same heads."""
+    t, s = to_double(teacher_run.taps), to_double(student4_run.taps)
+    v2 = RelMiniLMv2(t_dims, s4_dims, relations=["vv"], relation_heads=8)
+    assert v2(t, s).item() == pytest.approx(ValMiniLM(t_dims, s4_dims, relation_heads=8)(t, s).item(), rel=1e-12)
+    assert RelMiniLMv2(t_dims, s4_dims).num_relation_heads == 4
+
+
+def test_rel_minilmv2_teacher_layer_sets_the_map(t_dims, s_dims):
+    adaptor = RelMiniLMv2(t_dims, s_dims, teacher_layer=2)
+    assert adaptor.layers == [[1, 2]]  # last student layer <- teacher layer 2
+    assert RelMiniLMv2(t_dims, s_dims).layers is None  # default "last"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"relations": []}, "relations must be a non-empty list"),
+        ({"relations": "qq"}, "relations must be a non-empty list"),
+        ({"relations": ["qk"]}, "relations has unknown entries ['qk']; valid relations: ['kk', 'qq', 'vv']"),
+        ({"relations": ["qq", "qq"]}, "repeated"),
+        ({"teacher_layer": 4}, "teacher_layer must be an int in 0..3"),
+        ({"teacher_layer": 1, "layers": "last"}, "give teacher_layer or layers, not both"),
+        ({"relation_heads": 3}, "relation_heads=3 must divide both hidden sizes"),
+    ],
+)
+def test_rel_minilmv2_bad_options(t_dims, s_dims, options, expected):
+    with pytest.raises(ValueError) as info:
+        RelMiniLMv2(t_dims, s_dims, **options)
+    assert expected in str(info.value) and "RelMiniLMv2" in str(info.value)
+
+
+def test_attn_ce_matches_eager_attentions(teacher_run, student4_run, t_dims, s4_dims):
+    t, s = teacher_run.taps, student4_run.taps
+    loss = AttnCE(t_dims, s4_dims)(t, s)
+    expected = ref.ce_from_probabilities(teacher_run.attentions, student4_run.attentions, t.attention_mask)
+    assert expected > 0
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_attn_ce_is_minilm_kl_plus_the_teacher_entropy(teacher_run, student4_run, t_dims, s4_dims):
+    """Same gradients as AttnMiniLM: the difference is the teacher's entropy, which does not depend on the student."""
+    t, s = to_double(teacher_run.taps), to_double(student4_run.taps)
+    ce, kl = AttnCE(t_dims, s4_dims)(t, s), AttnMiniLM(t_dims, s4_dims)(t, s)
+    self_ce = AttnCE(t_dims, t_dims)(t, t)
+    assert (ce - kl).item() == pytest.approx(self_ce.item(), rel=1e-9)
+
+
+def test_attn_ce_requires_equal_head_counts(t_dims, s_dims):
+    with pytest.raises(ValueError, match="AttnCE: teacher has num_heads=4 but student has num_heads=2"):
+        AttnCE(t_dims, s_dims)

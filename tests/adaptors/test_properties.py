@@ -10,8 +10,9 @@ import torch
 from adaptors import ADAPTORS, Taps
 from tests.adaptors.helpers import STUDENT_LAYERS, TEACHER_LAYERS, dims, eager_bert, pad_batch, run_model
 
-# AttnTinyBERT needs the teacher's head count; every other adaptor is tested on the 2-head student.
-STUDENT_OF = {name: ("student4" if name == "AttnTinyBERT" else "student") for name in ADAPTORS}
+# AttnTinyBERT and AttnCE need the teacher's head count; every other adaptor is tested on the 2-head student.
+EQUAL_HEADS = ("AttnTinyBERT", "AttnCE")
+STUDENT_OF = {name: ("student4" if name in EQUAL_HEADS else "student") for name in ADAPTORS}
 STUDENT_SHAPE = {"student": (2, 32, 2, 1), "student4": (2, 32, 4, 2)}  # layers, hidden, heads, seed
 
 # Which student parameter must receive gradient from each tap (layer indices are student layers 0 and 1).
@@ -39,6 +40,9 @@ def test_all_adaptors_are_covered():
             "HidnTinyBERT",
             "EmbdTinyBERT",
             "HidnPKD",
+            "HidnCos",
+            "AttnCE",
+            "RelMiniLMv2",
         ]
     )
 
@@ -46,6 +50,13 @@ def test_all_adaptors_are_covered():
 def _entropy(logits: torch.Tensor) -> float:
     p = torch.softmax(logits.double(), dim=-1)
     return -(p * p.log()).sum(-1).mean().item()
+
+
+def _attention_entropy(attentions: list[torch.Tensor], attention_mask: torch.Tensor) -> float:
+    """Entropy of the eager attention rows of valid queries, averaged over valid queries, heads and layers."""
+    valid = attention_mask.bool()
+    rows = [-(a.double() * a.double().clamp_min(1e-300).log()).sum(-1) for a in attentions]  # (B, h, T) each
+    return torch.stack([r.permute(0, 2, 1)[valid].mean() for r in rows]).mean().item()
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -58,6 +69,8 @@ def test_zero_loss_for_a_copy_of_the_teacher(name, teacher_model, teacher_run, t
     loss = adaptor(teacher_run.taps, copy_run.taps).item()
     if name == "LogitCE":  # soft cross-entropy bottoms out at the teacher's entropy, not 0
         loss -= _entropy(teacher_run.taps.logits)
+    if name == "AttnCE":  # so does the attention cross-entropy: the teacher's mean attention entropy
+        loss -= _attention_entropy(teacher_run.attentions, batch["attention_mask"])
     assert loss == pytest.approx(0.0, abs=1e-6)
 
 
@@ -104,13 +117,27 @@ def _garbage_in_padding(taps: Taps, seed: int) -> Taps:
     return Taps(**out)
 
 
-@pytest.mark.parametrize("name", ALL)
+# Logit adaptors read no per-token tap, so there is no padded position to perturb: padding invariance of their
+# inputs is covered by test_extra_padding_columns_do_not_change_the_loss.
+TOKEN_LEVEL = [name for name in ALL if ADAPTORS[name].kind == "inter"]
+
+
+def test_token_level_adaptors_are_exactly_those_reading_per_token_taps():
+    assert TOKEN_LEVEL and all(ADAPTORS[n].needs <= set(BT_AXES) for n in TOKEN_LEVEL)
+    assert all(ADAPTORS[n].needs == {"logits"} for n in ALL if n not in TOKEN_LEVEL)
+
+
+@pytest.mark.parametrize("name", TOKEN_LEVEL)
 def test_values_at_padded_positions_are_ignored(request, name, teacher_model, teacher_run):
     student_model, student_run = _pair(request, name)
     adaptor = ADAPTORS[name](dims(teacher_model), dims(student_model))
+    dirty_t, dirty_s = _garbage_in_padding(teacher_run.taps, 0), _garbage_in_padding(student_run.taps, 1)
+    for tap in adaptor.needs:  # the perturbation really reaches every tap the adaptor reads
+        assert not torch.equal(getattr(dirty_t, tap), getattr(teacher_run.taps, tap)), tap
+        assert not torch.equal(getattr(dirty_s, tap), getattr(student_run.taps, tap)), tap
     with torch.no_grad():
         clean = adaptor(teacher_run.taps, student_run.taps)
-        dirty = adaptor(_garbage_in_padding(teacher_run.taps, 0), _garbage_in_padding(student_run.taps, 1))
+        dirty = adaptor(dirty_t, dirty_s)
     assert dirty.item() == pytest.approx(clean.item(), rel=1e-5, abs=1e-8)
 
 
@@ -131,13 +158,11 @@ def test_gradients_reach_student_and_projection_but_not_teacher(name, teacher_mo
     layers, hidden, heads, seed = STUDENT_SHAPE[STUDENT_OF[name]]
     student = eager_bert(layers=layers, hidden=hidden, heads=heads, seed=seed)
     adaptor = ADAPTORS[name](t_dims, dims(student))
-    # Teacher taps: computed under no_grad, then made leaves that *could* take gradient, to prove they do not.
-    teacher_taps = Taps(
-        **{
-            k: v.clone().requires_grad_(True) if v is not None and v.is_floating_point() else v
-            for k, v in vars(teacher_run.taps).items()
-        }
-    )
+    # Teacher taps computed *with* autograd through a trainable copy of the teacher, so that gradient could reach
+    # the teacher's weights if an adaptor failed to treat the teacher's taps as constants.
+    teacher = copy.deepcopy(teacher_model).requires_grad_(True)
+    teacher_taps = run_model(teacher, batch, TEACHER_LAYERS).taps
+    assert all(v is None or not v.is_floating_point() or v.requires_grad for v in vars(teacher_taps).values())
     loss = adaptor(teacher_taps, run_model(student, batch, STUDENT_LAYERS).taps)
     assert loss.dim() == 0 and loss.requires_grad
     loss.backward()
@@ -149,8 +174,6 @@ def test_gradients_reach_student_and_projection_but_not_teacher(name, teacher_mo
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in student.parameters())
     for pname, p in adaptor.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient on adaptor parameter {pname}"
-    if name in ("HidnTinyBERT", "EmbdTinyBERT", "HidnPKD"):
+    if name in ("HidnTinyBERT", "EmbdTinyBERT", "HidnPKD", "HidnCos"):
         assert adaptor.proj is not None  # 32 -> 64
-    for k, v in vars(teacher_taps).items():
-        assert v is None or v.grad is None, f"teacher tap {k} received gradient"
-    assert all(p.grad is None for p in teacher_model.parameters())
+    assert all(p.grad is None for p in teacher.parameters()), "gradient reached the teacher"

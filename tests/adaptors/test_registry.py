@@ -35,7 +35,10 @@ EXPECTED_ATTRS = {
     "ValMiniLM": ({"values"}, "inter", "last"),
     "HidnTinyBERT": ({"hidden"}, "inter", "uniform"),
     "EmbdTinyBERT": ({"embeddings"}, "inter", None),
-    "HidnPKD": ({"hidden"}, "inter", "uniform"),
+    "HidnPKD": ({"hidden"}, "inter", "uniform_but_last"),
+    "HidnCos": ({"hidden"}, "inter", "last"),
+    "AttnCE": ({"queries", "keys"}, "inter", "uniform"),
+    "RelMiniLMv2": ({"queries", "keys", "values"}, "inter", "last"),
 }
 
 
@@ -75,7 +78,7 @@ def test_unknown_name_lists_valid_names_and_suggests(typo, suggestion):
 
 
 def test_unknown_name_without_close_match():
-    with pytest.raises(ValueError, match=r"unknown adaptor 'Zzzzz'; valid adaptors: AttnMiniLM, ") as info:
+    with pytest.raises(ValueError, match=r"unknown adaptor 'Zzzzz'; valid adaptors: AttnCE, AttnMiniLM, ") as info:
         get_adaptor("Zzzzz")
     assert "did you mean" not in str(info.value)
 

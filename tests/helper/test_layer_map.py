@@ -109,7 +109,35 @@ def test_all_problems_are_listed_at_once() -> None:
     assert message.startswith("invalid hidden_layers = ")
     problems = [line for line in message.splitlines() if line.startswith("  - ")]
     assert len(problems) == 4
-    assert "expected one of 'uniform', 'last' or a non-empty list" in message
+    assert "expected one of 'uniform', 'last', 'uniform_but_last' or a non-empty list" in message
+    assert "embedding output" not in message  # no index equals a depth: no off-by-one hint
+
+
+@pytest.mark.parametrize(
+    ("teacher", "student", "expected"),
+    [
+        (12, 6, [(0, 1), (1, 3), (2, 5), (3, 7), (4, 9)]),  # PKD-skip: teacher layers 2, 4, ..., 10 (1-based)
+        (4, 2, [(0, 1)]),
+        (6, 4, [(0, 0), (1, 2), (2, 3)]),
+        (3, 3, [(0, 0), (1, 1)]),
+    ],
+)
+def test_uniform_but_last_is_uniform_without_the_last_student_layer(teacher, student, expected) -> None:
+    assert resolve_layer_map("uniform_but_last", teacher, student) == expected
+    assert resolve_layer_map("uniform", teacher, student)[:-1] == expected
+
+
+def test_uniform_but_last_needs_two_student_layers() -> None:
+    message = _message(None, teacher=4, student=1, default="uniform_but_last")
+    assert "'uniform_but_last' (the default, as layers is not set)" in message and "only 1 layer" in message
+
+
+def test_a_map_copied_from_tinybert_gets_the_index_convention_explained() -> None:
+    # TinyBERT/TextBrewer count the embedding output as 0: their last layer of a 4-layer teacher is 4.
+    message = _message([[1, 2], [2, 4]], teacher=4, student=2)
+    assert "teacher layer 4 is out of range" in message and "student layer 2 is out of range" in message
+    assert "layer 0 here is the first encoder block, not the embedding output" in message
+    assert "subtracted from every index" in message
 
 
 def test_uniform_student_deeper_than_teacher() -> None:
