@@ -24,6 +24,7 @@ from data.sources import (
     class_label_names,
     detect_label_field,
     detect_text_fields,
+    label_kind,
     load_source,
 )
 
@@ -274,6 +275,54 @@ class ResumableDataLoader(DataLoader):
         """Nothing to restore (see the class docstring)."""
 
 
+#: What a class name may arrive as from the command line or a YAML config (checked by :func:`label_name_problems`).
+LabelNames = list[str | bool | int | float | None]
+
+
+def sorted_label_names(values: set[str]) -> list[str]:
+    """Class names found in a string label column, in id order: sorted, numerically when all are integers."""
+    if values and all(v.strip().lstrip("+-").isdigit() for v in values):
+        return sorted(values, key=lambda v: (int(v), v))
+    return sorted(values)
+
+
+def label_name_problems(label_names: object) -> list[str]:
+    """Problems with ``label_names`` as it arrived (an empty list when it is fine).
+
+    YAML, which reads the command line and the config files, turns unquoted ``OFF``, ``ON``, ``NO``, ``YES``,
+    ``TRUE`` and ``FALSE`` (any case) into booleans, bare numbers into numbers and ``null`` into None, so
+    ``--data.label_names '[NOT,OFF]'`` arrives as ``['NOT', False]``. What the user typed cannot be recovered from
+    ``False`` (``OFF``, ``off``, ``No``, ...), so such a list is refused with a hint to quote the names.
+
+    Args:
+        label_names: The ``label_names`` argument of :class:`ClfDataModule`.
+
+    Returns:
+        One message per problem: not a list, entries that are not strings, repeated names.
+    """
+    if label_names is None:
+        return []
+    if isinstance(label_names, str) or not isinstance(label_names, Sequence):
+        return [f"label_names (--data.label_names)={label_names!r}: expected a list of class names, in label order"]
+    problems = []
+    bad = [(i, v) for i, v in enumerate(label_names) if not isinstance(v, str)]
+    if bad:
+        entries = ", ".join(f"entry {i} is {v!r} ({type(v).__name__})" for i, v in bad)
+        problems.append(
+            f"label_names (--data.label_names)={list(label_names)!r}: {entries}; expected every class name to be a "
+            "string. YAML reads unquoted OFF, ON, NO, YES, TRUE, FALSE as booleans, bare numbers as numbers and null "
+            """as None: quote every name, e.g. --data.label_names '["NOT", "OFF"]' (in a config file: """
+            """label_names: ["NOT", "OFF"])"""
+        )
+    repeated = sorted({str(v) for v in label_names if list(label_names).count(v) > 1})
+    if repeated:
+        problems.append(
+            f"label_names (--data.label_names)={list(label_names)!r}: {repeated} appear more than once; "
+            "expected one distinct name per class"
+        )
+    return problems
+
+
 class ClfDataModule(pl.LightningDataModule):
     """Text classification data for fine-tuning and distillation.
 
@@ -287,7 +336,10 @@ class ClfDataModule(pl.LightningDataModule):
         subset: Hub dataset configuration, e.g. ``"sst2"`` for ``"glue"``.
         text_fields: Override for the text column(s); one name or a pair.
         label_field: Override for the label column.
-        label_names: Names of the classes, in label order (default: from a ``ClassLabel`` feature, else ``LABEL_i``).
+        label_names: Names of the classes, in label order (default: from a ``ClassLabel`` feature, the sorted values
+            of a string label column, else ``LABEL_i``). String labels are mapped to ids in this order. Every entry
+            must be a string: on the command line quote them, ``--data.label_names '["NOT", "OFF"]'`` (YAML reads
+            an unquoted ``OFF`` as ``False``).
         num_labels: Number of classes (default: from ``label_names`` / ``ClassLabel``, else largest label + 1).
         train_split: Name of the training split.
         val_split: Name of the validation split; created from train (seeded) when absent.
@@ -310,7 +362,7 @@ class ClfDataModule(pl.LightningDataModule):
         subset: str | None = None,
         text_fields: str | list[str] | None = None,
         label_field: str | None = None,
-        label_names: list[str] | None = None,
+        label_names: LabelNames | None = None,
         num_labels: int | None = None,
         train_split: str = "train",
         val_split: str = "validation",
@@ -339,6 +391,7 @@ class ClfDataModule(pl.LightningDataModule):
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 problems.append(f"{name}={value!r}: expected a positive integer")
+        problems.extend(label_name_problems(label_names))
         if problems:
             raise DataError(problems)
         self.save_hyperparameters(ignore=["dataset", "tokenizer"])
@@ -418,50 +471,79 @@ class ClfDataModule(pl.LightningDataModule):
         return out
 
     def _normalise_labels(self, label_names: list[str] | None) -> None:
-        """Map string labels to ids (in ``label_names`` order when given) and whole-number floats to ints."""
-        feature = self.raw["train"].features.get(self.label_field)
-        dtype = getattr(feature, "dtype", None)
-        if dtype == "string":
-            values = {v for split in self.raw.values() for v in split[self.label_field] if v is not None}
-            names = list(label_names) if label_names else sorted(values)
-            unknown = sorted(values - set(names))
-            if unknown:
-                raise DataError(
-                    [
-                        f"label field {self.label_field!r} has values {unknown[:10]} that are not in "
-                        f"label_names={names}; expected every label to be one of the names"
-                    ]
-                )
-            cast = ClassLabel(names=names)
-        elif dtype == "bool":
-            row, value = next((i, v) for i, v in enumerate(self.raw["train"][self.label_field]) if v is not None)
-            expected = f"0..{len(label_names) - 1}" if label_names else "0..num_labels-1"
+        """Bring every split's labels to integer class ids, following the ``datasets`` feature type of each split.
+
+        * ``ClassLabel``, ``int*``/``uint*``: kept (the ids are checked by :meth:`_validate`).
+        * ``string``/``large_string``/``string_view`` (JSON gives ``string``; CSV, TSV and Parquet ``large_string``):
+          names become ids, in ``label_names`` order when given, else sorted (numerically when every name is an
+          integer, so ``"10"`` follows ``"9"``); the names of every split are pooled.
+        * ``bool``: ``False`` -> 0, ``True`` -> 1 (named ``label_names``, else ``"False"``/``"True"``).
+        * ``float*``: whole numbers become ``int64``; any other number is refused.
+        * ``List``/``LargeList``/``Sequence`` (several labels per example): refused, multi-label is not supported yet.
+
+        Raises:
+            DataError: Every problem found (names missing from ``label_names``, fractional labels, list labels).
+        """
+        field = self.label_field
+        kinds = {s: label_kind(ds.features.get(field)) for s, ds in self.raw.items() if field in ds.column_names}
+        self.label_kinds = kinds  # as loaded, per split (data.sources.label_kind), e.g. for error reports and tests
+        multi = [s for s, kind in kinds.items() if kind == "multi"]
+        if multi:
+            feature = self.raw[multi[0]].features[field]
             raise DataError(
                 [
-                    f"split 'train', row {row}: label {value!r} (bool) in {self.label_field!r}; "
-                    f"expected an integer in {expected}"
+                    f"label field {field!r} holds lists ({feature}) in split(s) {multi}: several labels per example "
+                    "(multi-label) is not supported yet; expected one class per example (an integer id or a name), "
+                    "or set label_field (--data.label_field) to a single-label column"
                 ]
             )
-        elif dtype is not None and dtype.startswith("float"):
-            for split, ds in self.raw.items():
-                for i, v in enumerate(ds[self.label_field]):
-                    if v is not None and float(v) != int(v):
-                        raise DataError(
-                            [
-                                f"split {split!r}, row {i}: label {v!r} in {self.label_field!r} is not a whole number; "
-                                "expected an integer class id"
-                            ]
-                        )
-            cast = Value("int64")
-        else:
-            return
-        self.raw = DatasetDict({k: v.cast_column(self.label_field, cast) for k, v in self.raw.items()})
+        problems = []
+        names = None
+        string_splits = [s for s, kind in kinds.items() if kind == "string"]
+        if string_splits:
+            values = {v for s in string_splits for v in self.raw[s][field] if v is not None}
+            names = list(label_names) if label_names else sorted_label_names(values)
+            unknown = sorted(values - set(names))
+            if unknown:
+                problems.append(
+                    f"label field {field!r} has values {unknown[:10]}{' ...' if len(unknown) > 10 else ''} that are "
+                    f"not in label_names={names}; expected every label to be one of the names"
+                )
+        casts: dict[str, ClassLabel | Value] = {}
+        for split, kind in kinds.items():
+            if kind == "string":
+                casts[split] = ClassLabel(names=names)
+            elif kind == "bool":
+                casts[split] = ClassLabel(names=list(label_names) if label_names else ["False", "True"])
+            elif kind == "float":
+                problems.extend(self._fractional_labels(split))
+                casts[split] = Value("int64")
+        if problems:
+            raise DataError(problems)
+        for split, cast in casts.items():
+            self.raw[split] = self.raw[split].cast_column(field, cast)
+
+    def _fractional_labels(self, split: str) -> list[str]:
+        """The first label of a float column that is not a whole number, as a problem (none: an empty list)."""
+        for i, v in enumerate(self.raw[split][self.label_field]):
+            if v is not None and (not math.isfinite(v) or v != int(v)):
+                return [
+                    f"split {split!r}, row {i}: label {v!r} in {self.label_field!r} is not a whole number; "
+                    "expected an integer class id"
+                ]
+        return []
 
     def _resolve_label_names(self, label_names: list[str] | None, num_labels: int | None) -> list[str]:
         names = label_names or class_label_names(self.raw, self.label_field)
         if names is not None:
             if num_labels is not None and num_labels != len(names):
-                raise DataError([f"num_labels={num_labels} but label_names has {len(names)} entries: {names}"])
+                where = "label_names" if label_names else f"the data's label field {self.label_field!r}"
+                raise DataError(
+                    [
+                        f"num_labels={num_labels} but {where} has {len(names)} classes: {list(names)}; "
+                        "expected them to agree (give label_names listing every class)"
+                    ]
+                )
             return list(names)
         if num_labels is None:
             values = [v for v in self.raw["train"][self.label_field] if isinstance(v, int) and not isinstance(v, bool)]
@@ -494,17 +576,27 @@ class ClfDataModule(pl.LightningDataModule):
         if problems:
             raise DataError(problems)
 
+    def _expected_ids(self) -> str:
+        if self.num_labels == 0:
+            return "an integer class id (no class found in the data: set label_names or num_labels)"
+        return f"an integer in 0..{self.num_labels - 1}"
+
     def _label_problems(self, split: str, labels: list[Any]) -> list[str]:
         for i, value in enumerate(labels):
             if value is None:
                 return [
                     f"split {split!r}, row {i}: label field {self.label_field!r} is missing (None); "
-                    f"expected an integer in 0..{self.num_labels - 1}"
+                    f"expected {self._expected_ids()}"
                 ]
             if isinstance(value, bool) or not isinstance(value, int):
+                mixed = (
+                    "; the column mixes class ids and names, expected one kind throughout (all ids, or all names)"
+                    if isinstance(value, str)  # string columns were mapped to ids: this one also holds numbers
+                    else ""
+                )
                 return [
                     f"split {split!r}, row {i}: label {value!r} ({type(value).__name__}) in {self.label_field!r}; "
-                    f"expected an integer in 0..{self.num_labels - 1}"
+                    f"expected {self._expected_ids()}{mixed}"
                 ]
             if not 0 <= value < self.num_labels:
                 return [

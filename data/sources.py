@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
-from datasets import ClassLabel, DatasetDict
+from datasets import ClassLabel, DatasetDict, LargeList, Value
+from datasets import Sequence as SequenceFeature
 
 from helper.hub import require_hub
 
@@ -32,6 +33,8 @@ PAIR_FIELDS = (
 )
 SINGLE_FIELDS = ("sentence", "text", "content", "review", "tweet", "document", "question")
 LABEL_FIELDS = ("label", "labels", "target", "class", "category")
+#: ``datasets.Value`` dtypes of text columns: CSV, TSV and Parquet files load as ``large_string``, JSON as ``string``.
+STRING_DTYPES = ("string", "large_string", "string_view")
 
 DataSource = DatasetDict | str | Path | Mapping[str, str]
 
@@ -195,3 +198,35 @@ def class_label_names(dataset: DatasetDict, label_field: str) -> list[str] | Non
         if isinstance(feature, ClassLabel):
             return list(feature.names)
     return None
+
+
+def label_kind(feature: object) -> str:
+    """What a label column holds, from its ``datasets`` feature type.
+
+    Args:
+        feature: The column's feature (``split.features[label_field]``).
+
+    Returns:
+        ``"class"`` (a ``ClassLabel``), ``"int"`` (``int*``/``uint*``), ``"float"`` (``float*``), ``"bool"``,
+        ``"string"`` (``string``, ``large_string`` or ``string_view``), ``"multi"`` (a ``List``/``LargeList``/
+        ``Sequence``, i.e. several labels per example), ``"null"`` (no value at all) or ``"other"`` (anything else,
+        e.g. ``Json`` for a column that mixes numbers and strings; its values are checked one by one).
+    """
+    if isinstance(feature, ClassLabel):
+        return "class"
+    if isinstance(feature, (SequenceFeature, LargeList, list)):
+        return "multi"
+    if not isinstance(feature, Value):
+        return "other"
+    dtype = feature.dtype
+    if dtype in STRING_DTYPES:
+        return "string"
+    if dtype == "bool":
+        return "bool"
+    if dtype == "null":
+        return "null"
+    if dtype.startswith(("int", "uint")):
+        return "int"
+    if dtype.startswith("float"):
+        return "float"
+    return "other"

@@ -90,12 +90,41 @@ def test_student_tokenizer_differs(workdir):
 
 @pytest.mark.parametrize(
     ("label", "expected"),
-    [(5, ("label 5", "0..1")), (None, ("missing", "0..1")), ("x", ("x",)), (0.5, ("0.5", "whole number"))],
+    [
+        (5, ("label 5", "0..1")),
+        (None, ("missing", "0..1")),
+        (
+            "x",
+            (
+                "split 'train', row 2: label 'x' (str) in 'label'; expected an integer in 0..1; the column mixes "
+                "class ids and names, expected one kind throughout (all ids, or all names)",
+            ),
+        ),
+        (0.5, ("0.5", "whole number")),
+    ],
     ids=["out-of-range", "missing", "non-integer-string", "non-integer-float"],
 )
 def test_bad_labels(workdir, label, expected):
     write_data(workdir / "data", train=[("a fine day", 1), ("a sad day", 0), ("odd", label)], validation=[("ok", 1)])
     refused(workdir, "finetune", "--data.label_names=[negative, positive]", expected=expected)
+
+
+@pytest.mark.parametrize("names", ["[NOT,OFF]", "[no, yes]", "[0, 1]"])
+def test_unquoted_label_names_that_yaml_retypes(workdir, names):
+    """YAML reads OFF/NO/YES as booleans and 0 as a number: the refusal names the flag, the value and the quoting."""
+    message = refused(
+        workdir, "finetune", f"--data.label_names={names}", expected=("--data.label_names", "expected every class")
+    )
+    assert """quote every name, e.g. --data.label_names '["NOT", "OFF"]'""" in message
+    retyped = {"[NOT,OFF]": "['NOT', False]", "[no, yes]": "[False, True]", "[0, 1]": "[0, 1]"}[names]
+    assert f"label_names (--data.label_names)={retyped}: entry" in message
+
+
+def test_list_labels_are_refused_as_multi_label(workdir):
+    rows = '{"text": "ok", "labels": [0, 2]}\n{"text": "no", "labels": [1]}\n'
+    for split in ("train", "validation"):
+        (workdir / "data" / f"{split}.jsonl").write_text(rows)
+    refused(workdir, "finetune", expected=("'labels' holds lists (List(Value('int64')))", "multi-label", "label_field"))
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
