@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from transformers import AutoTokenizer
 
-import hpo
+from helper import hpo
 from helper.cli import run
 from helper.distiller import BaseDistiller
 from tests.conftest import REPO_ROOT, tiny_bert
@@ -305,7 +305,7 @@ def simulated_run(interrupt_at: set[int]) -> Any:
 def test_an_interrupted_trial_fails_and_the_next_run_finishes_the_study(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     path = write_hpo(tmp_path, n_trials=3, sampler="random", search_space=SPACE)
-    monkeypatch.setattr(hpo, "run", simulated_run(interrupt_at={1}))
+    monkeypatch.setattr(hpo.study, "run", simulated_run(interrupt_at={1}))
     assert hpo.main(["--config", str(path)]) == 130
     out = capsys.readouterr().out
     assert "[hpo] trial 0 (baseline: the base config's values) COMPLETE val_acc=" in out and "interrupted" in out
@@ -367,7 +367,7 @@ def test_the_first_trial_of_a_new_study_is_the_base_configs_own_values(tmp_path,
         "model.student.layers": {"type": "categorical", "choices": [[0, 1], [0, 5]]},
     }
     path = write_hpo(tmp_path, n_trials=2, sampler="random", search_space=space)
-    monkeypatch.setattr(hpo, "run", simulated_run(set()))
+    monkeypatch.setattr(hpo.study, "run", simulated_run(set()))
     assert hpo.main(["--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "baseline trial: model.lr=0.0001 outside the search space" in out
