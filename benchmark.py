@@ -2,20 +2,33 @@
 
 Usage (from the repository root)::
 
-    python benchmark.py outputs/teacher outputs/student_ms --names teacher mix-step --dataset demo \
-        --label-names negative positive [--split validation] [--threads 2] [--batch-size 64] [--latency-runs 100]
+    python benchmark.py outputs/teacher outputs/student_ms outputs/student_ms_onnx \
+        outputs/student_ms_onnx/model_int8.onnx --names teacher mix-step onnx-fp32 onnx-int8 --dataset demo \
+        --label-names negative positive [--split validation] [--threads 2] [--batch-size 64] [--latency-runs 100] \
+        [--rounds 5] [--ratio-to teacher]
 
-Every model folder is checked before anything is timed: it must exist, hold a ``*ForSequenceClassification``
-config, weight files and a tokenizer (or ``--tokenizer``), and agree with the data on the number of classes and,
-when both name them, on the class names. All problems are reported together.
+Models are PyTorch folders (``*ForSequenceClassification``) or ONNX models written by ``export.py``: a ``.onnx``
+file, or a folder holding ``model.onnx`` (else ``model_int8.onnx``) and no PyTorch weights, next to a tokenizer (and
+``config.json`` for the class names). ONNX models run in ONNX Runtime CPU sessions with ``intra_op_num_threads`` =
+``--threads`` and one inter-op thread, on the same pre-tokenized inputs as the PyTorch rows.
+
+Every model is checked before anything is timed: it must exist, hold a ``*ForSequenceClassification``
+config, weight files (or an ONNX file) and a tokenizer (or ``--tokenizer``), and agree with the data on the number of
+classes and, when both name them, on the class names. All problems are reported together.
 
 How the numbers are measured (CPU by default; ``--device cuda`` synchronises around every timed call):
 
 * ``torch.set_num_threads(threads)`` is fixed for the whole run and reported; models run in eval mode under
   ``torch.inference_mode()``; the garbage collector is paused while timing; clocks are ``time.perf_counter``.
 * Latency: batch size 1, no padding. The inputs are the ``latency_runs`` examples of the split whose token count is
-  nearest the median (the same examples, in the same order, for every model), tokenized beforehand; ``warmup``
-  untimed calls first, then one timed call per run. Reported: mean, standard deviation and median in ms.
+  nearest the median (the same examples, in the same order, for every model), tokenized beforehand. All models are
+  loaded first and timed in interleaved rounds (A B C ... A B C ...), so that a machine whose speed drifts over
+  minutes slows every model alike: ``warmup`` untimed calls per model first, then ``rounds`` rounds in which each
+  model in turn makes one untimed call (its weights back in cache) and one timed call per latency example. Reported:
+  the median over rounds of each round's median (with the min-max of the round medians as its spread), mean and
+  standard deviation over all timed calls, and the latency ratio to the reference model (``--ratio-to``, default the
+  first) computed per round: its median, min-max, and how many rounds agree with the median (are on the same side of
+  1).
 * Throughput: the whole split at ``batch_size``, longest examples first (as the project's evaluation loader orders
   them), padded per batch beforehand; one untimed warm-up batch when ``warmup > 0``. Samples per second of model
   time. ``--include-tokenization`` moves tokenization and padding inside the timed region (latency and throughput).
@@ -33,6 +46,7 @@ import argparse
 import csv
 import gc
 import hashlib
+import importlib.util
 import inspect
 import json
 import math
@@ -47,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedTokenizerBase
@@ -61,6 +76,8 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 #: Files that show a folder carries its own tokenizer.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 CSV_NAME, JSON_NAME, PLOT_NAME = "results.csv", "results.json", "accuracy_vs_latency.png"
+#: ONNX files looked for in a folder given as a model, by preference (the names ``export.py`` writes).
+ONNX_FILES = ("model.onnx", "model_int8.onnx")
 #: Keys shared by every row (the run's settings), in the order they are written after the per-model keys.
 META_KEYS = (
     "dataset",
@@ -69,10 +86,13 @@ META_KEYS = (
     "num_labels",
     "threads",
     "torch_version",
+    "onnxruntime_version",
     "device",
     "device_name",
     "batch_size",
     "latency_runs",
+    "rounds",
+    "ratio_to",
     "warmup",
     "latency_examples",
     "include_tokenization",
@@ -134,16 +154,18 @@ class ModelSpec:
         config: The model's configuration.
         tokenizer: The tokenizer used to encode the data for this model.
         tokenizer_source: Where the tokenizer came from.
-        size_mb: Size of the weight files in MB (10^6 bytes), or None when unknown.
+        size_mb: Size of the weight files (or the ONNX file) in MB (10^6 bytes), or None when unknown.
+        onnx_file: The ONNX file to run with ONNX Runtime, or None for a PyTorch model.
     """
 
     name: str
     source: str
     path: str
-    config: PretrainedConfig
+    config: PretrainedConfig | None
     tokenizer: PreTrainedTokenizerBase
     tokenizer_source: str
     size_mb: float | None = None
+    onnx_file: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -163,10 +185,12 @@ def check_settings(
     max_samples: int | None,
     max_length: int,
     device: str,
+    rounds: int = 5,
 ) -> list[str]:
     """Problems with the numeric settings and the device (an empty list when all are fine)."""
     problems = []
     problems += _positive_int("threads", threads)
+    problems += _positive_int("rounds", rounds)
     problems += _positive_int("batch_size", batch_size)
     problems += _positive_int("latency_runs", latency_runs)
     problems += _positive_int("warmup", warmup, minimum=0)
@@ -368,6 +392,19 @@ def _default_names(sources: Sequence[str]) -> list[str]:
     return [f"{p}/{n}" if names.count(n) > 1 else n for p, n in zip(parents, names, strict=True)]
 
 
+def onnx_model_file(source: str) -> Path | None:
+    """The ONNX file a model argument names: a ``.onnx`` path, or a folder without PyTorch weights that holds
+    ``model.onnx`` (else ``model_int8.onnx``); None for anything else (a PyTorch folder or a Hub name)."""
+    path = Path(source).expanduser()
+    if path.suffix.lower() == ".onnx":
+        return path
+    if path.is_dir() and weights_size_mb(path) is None:
+        for name in ONNX_FILES:
+            if (path / name).is_file():
+                return path / name
+    return None
+
+
 def _inspect_model(
     source: str,
     name: str,
@@ -377,29 +414,41 @@ def _inspect_model(
     max_length: int,
 ) -> tuple[ModelSpec | None, list[str]]:
     where = f"model {name!r}" + (f" ({source})" if source != name else "")
-    try:
-        path = resolve_model_path(source)
-    except (FileNotFoundError, HubUnavailableError) as err:
-        return None, [f"{where}: {err}"]
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as err:
-        return None, [f"{where}: cannot read its config: {err}"]
-    problems = []
-    archs = list(config.architectures or [])
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
-        problems.append(
-            f"{where} is not a sequence classifier (config.architectures={archs}); expected a fine-tuned "
-            "*ForSequenceClassification folder, e.g. the output of finetune.py or distillation_*.py"
-        )
-    elif label_names is not None:
-        label_names = [str(n) for n in label_names]
-        if config.num_labels != len(label_names):
+    onnx_file = onnx_model_file(source)
+    if onnx_file is not None:
+        path, config, size, num_labels, problems = _inspect_onnx(where, onnx_file)
+        if path is None:
+            return None, problems
+    else:
+        try:
+            path = resolve_model_path(source)
+        except (FileNotFoundError, HubUnavailableError) as err:
+            return None, [f"{where}: {err}"]
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError, KeyError) as err:
+            return None, [f"{where}: cannot read its config: {err}"]
+        problems = []
+        archs = list(config.architectures or [])
+        if not any(a.endswith("ForSequenceClassification") for a in archs):
             problems.append(
-                f"{where} has num_labels={config.num_labels} but the data has {len(label_names)} classes "
+                f"{where} is not a sequence classifier (config.architectures={archs}); expected a fine-tuned "
+                "*ForSequenceClassification folder, e.g. the output of finetune.py or distillation_*.py"
+            )
+            num_labels = None
+        else:
+            num_labels = config.num_labels
+        size = weights_size_mb(path)
+        if Path(path).is_dir() and size is None:
+            problems.append(f"{where} holds no weight files; expected one of {list(WEIGHT_PATTERNS)}")
+    if label_names is not None and num_labels is not None:
+        label_names = [str(n) for n in label_names]
+        if num_labels != len(label_names):
+            problems.append(
+                f"{where} has num_labels={num_labels} but the data has {len(label_names)} classes "
                 f"{label_names}; expected the same label count"
             )
-        else:
+        elif config is not None:
             model_names = [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
             if not _is_default_names(model_names) and not _is_default_names(label_names):
                 if model_names != label_names:
@@ -407,9 +456,6 @@ def _inspect_model(
                         f"{where} has id2label names {model_names} but the data's label names are "
                         f"{label_names}; expected the same names in the same order (or pass --label-names)"
                     )
-    size = weights_size_mb(path)
-    if Path(path).is_dir() and size is None:
-        problems.append(f"{where} holds no weight files; expected one of {list(WEIGHT_PATTERNS)}")
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and max_length > positions:
         problems.append(
@@ -441,7 +487,45 @@ def _inspect_model(
         )
     if problems:
         return None, problems
-    return ModelSpec(name, source, path, config, tok, str(tok_source), size), []
+    file = str(onnx_file) if onnx_file is not None else None
+    return ModelSpec(name, source, path, config, tok, str(tok_source), size, file), []
+
+
+def _inspect_onnx(
+    where: str, file: Path
+) -> tuple[str | None, PretrainedConfig | None, float | None, int | None, list[str]]:
+    """Check an ONNX model: the packages, the file, and the folder's ``config.json`` when there is one.
+
+    Returns:
+        The folder (None when unusable), its config (or None), the file size in MB, the number of classes (from the
+        config, else the graph's output; None when unknown) and the problems.
+    """
+    from helper.export import onnx_missing_message
+
+    missing = [pkg for pkg in ("onnx", "onnxruntime") if importlib.util.find_spec(pkg) is None]
+    if missing:
+        return None, None, None, None, [f"{where} is an ONNX model, but {onnx_missing_message(missing)}"]
+    if not file.is_file():
+        return None, None, None, None, [f"{where}: ONNX file {str(file)!r} does not exist"]
+    import onnx
+
+    try:
+        graph = onnx.load(str(file), load_external_data=False).graph
+    except Exception as err:  # onnx raises DecodeError and others for a damaged file
+        return None, None, None, None, [f"{where}: {str(file)!r} is not a readable ONNX model ({err})"]
+    problems = []
+    folder = file.parent
+    config = None
+    if (folder / "config.json").is_file():
+        try:
+            config = AutoConfig.from_pretrained(folder)
+        except (OSError, ValueError, KeyError) as err:
+            problems.append(f"{where}: cannot read the config.json beside it: {err}")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in graph.output[0].type.tensor_type.shape.dim]
+    num_labels = config.num_labels if config is not None else (dims[-1] if dims and dims[-1] else None)
+    from helper.export import onnx_size_mb
+
+    return str(folder), config, onnx_size_mb(file), num_labels, problems
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -527,20 +611,77 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(calls: Sequence[Callable[[], Any]], runs: int, warmup: int, device: torch.device) -> list[float]:
-    """Run ``warmup`` untimed then ``runs`` timed calls, cycling through ``calls``; milliseconds per timed call."""
-    times = []
+def time_rounds(
+    calls: Sequence[Sequence[Callable[[], Any]]], rounds: int, warmup: int, device: torch.device
+) -> list[list[list[float]]]:
+    """Time several models in interleaved rounds (A B C ... A B C ...) on the same inputs.
+
+    ``calls[m]`` holds model ``m``'s batch-1 calls, one per latency example. First ``warmup`` untimed calls per model;
+    then, in each round, each model in turn makes one untimed call (when ``warmup > 0``: its weights back in cache
+    after the other models ran) and every one of its calls once, timed.
+
+    Returns:
+        Milliseconds per timed call, indexed ``[model][round][call]``.
+    """
+    times: list[list[list[float]]] = [[] for _ in calls]
     with _timing_conditions():
-        for i in range(warmup):
-            calls[i % len(calls)]()
+        for model_calls in calls:
+            for i in range(warmup):
+                model_calls[i % len(model_calls)]()
         _sync(device)
-        for i in range(runs):
-            call = calls[i % len(calls)]
-            start = time.perf_counter()
-            call()
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1000.0)
+        for _ in range(rounds):
+            for m, model_calls in enumerate(calls):
+                if warmup > 0:
+                    model_calls[0]()
+                    _sync(device)
+                round_times = []
+                for call in model_calls:
+                    start = time.perf_counter()
+                    call()
+                    _sync(device)
+                    round_times.append((time.perf_counter() - start) * 1000.0)
+                times[m].append(round_times)
     return times
+
+
+def latency_stats(times: Sequence[Sequence[Sequence[float]]], reference: int = 0) -> list[dict[str, Any]]:
+    """Per-model latency figures from :func:`time_rounds`' output, and ratios to model ``reference`` per round.
+
+    Returns:
+        One dict per model: ``latency_ms_median`` (median of the round medians), ``latency_ms_round_min`` /
+        ``_round_max`` (their spread), ``latency_ms_rounds`` (the round medians), ``latency_ms_mean`` and
+        ``latency_ms_std`` (over all timed calls), ``latency_ratio`` (median over rounds of this model's round median
+        divided by the reference's), ``latency_ratio_min`` / ``_max`` and ``latency_ratio_agree`` (rounds whose
+        ratio is on the same side of 1 as the median ratio; all rounds when the median is exactly 1).
+    """
+    medians = [[statistics.median(r) for r in model] for model in times]
+    out = []
+    for model, model_medians in zip(times, medians, strict=True):
+        flat = [t for r in model for t in r]
+        ratios = [a / b if b > 0 else math.inf for a, b in zip(model_medians, medians[reference], strict=True)]
+        ratio = statistics.median(ratios)
+        if ratio > 1:
+            agree = sum(r > 1 for r in ratios)
+        elif ratio < 1:
+            agree = sum(r < 1 for r in ratios)
+        else:
+            agree = len(ratios)
+        out.append(
+            {
+                "latency_ms_median": statistics.median(model_medians),
+                "latency_ms_round_min": min(model_medians),
+                "latency_ms_round_max": max(model_medians),
+                "latency_ms_mean": statistics.fmean(flat),
+                "latency_ms_std": statistics.stdev(flat) if len(flat) > 1 else 0.0,
+                "latency_ratio": ratio,
+                "latency_ratio_min": min(ratios),
+                "latency_ratio_max": max(ratios),
+                "latency_ratio_agree": agree,
+                "latency_rounds": len(model_medians),
+                "latency_ms_rounds": [round(m, 4) for m in model_medians],
+            }
+        )
+    return out
 
 
 def measure_throughput(
@@ -604,80 +745,124 @@ def quality_metrics(logits: torch.Tensor, labels: torch.Tensor, label_names: Seq
 
 
 # ---------------------------------------------------------------------------------------------------- one model
-def _benchmark_model(
-    spec: ModelSpec,
-    data: EvalData,
-    encoded: dict[str, list[list[int]]],
-    latency_idx: Sequence[int],
-    settings: dict[str, Any],
-) -> dict[str, Any]:
-    device: torch.device = settings["device"]
-    batch_size, include_tok = settings["batch_size"], settings["include_tokenization"]
+@dataclass
+class Runner:
+    """A loaded model, ready to time: PyTorch or an ONNX Runtime session.
+
+    Attributes:
+        spec: The checked model.
+        keys: Token inputs the model takes.
+        prepare: Turns a dict of token tensors into the model's native inputs (device tensors or int64 arrays); called
+            outside the timed region unless tokenization is timed too.
+        run: Logits (a CPU or device tensor) for prepared inputs.
+        params: Number of parameters (ONNX: elements of the non-scalar initializers).
+        dtype: Weight precision, e.g. ``float32`` or ``int8``.
+        runtime: ``"torch"`` or ``"onnxruntime"``.
+    """
+
+    spec: ModelSpec
+    keys: list[str]
+    prepare: Callable[[dict[str, torch.Tensor]], Any]
+    run: Callable[[Any], torch.Tensor]
+    params: int
+    dtype: str
+    runtime: str
+
+
+def load_runner(spec: ModelSpec, device: torch.device, threads: int) -> Runner:
+    """Load ``spec``: a PyTorch model in eval mode on ``device``, or an ONNX Runtime CPU session with ``threads``
+    intra-op threads and one inter-op thread."""
     tok = spec.tokenizer
     _ensure_pad_token(tok)
+    if spec.onnx_file is not None:
+        from helper.export import onnx_param_count, onnx_precision, ort_session, session_inputs
+
+        session = ort_session(spec.onnx_file, threads)
+        keys = session_inputs(session)
+
+        def prepare_np(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+            return {k: tensors[k].cpu().numpy().astype(np.int64, copy=False) for k in keys}
+
+        def run_np(inputs: dict[str, np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, inputs)[0])
+
+        precision = onnx_precision(spec.onnx_file)
+        return Runner(spec, keys, prepare_np, run_np, onnx_param_count(spec.onnx_file), precision, "onnxruntime")
     model = AutoModelForSequenceClassification.from_pretrained(spec.path).eval().to(device)
     if model.config.pad_token_id is None and tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id
     keys = _accepted_inputs(model, tok)
-    params = sum(p.numel() for p in model.parameters())
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    order = _eval_order(lengths)
-    tok_kwargs = {"truncation": True, "max_length": data.max_length, "return_tensors": "pt"}
+
+    def prepare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(device) for k, v in tensors.items() if k in keys}
 
     def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**inputs).logits
 
-    # latency: batch 1, no padding, the same examples for every model
+    params = sum(p.numel() for p in model.parameters())
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    return Runner(spec, keys, prepare, run, params, dtype, "torch")
+
+
+def latency_calls(
+    runner: Runner,
+    data: EvalData,
+    encoded: dict[str, list[list[int]]],
+    latency_idx: Sequence[int],
+    include_tok: bool,
+) -> list[Callable[[], torch.Tensor]]:
+    """One batch-1 call per latency example (inputs prepared beforehand unless tokenization is timed)."""
+    tok = runner.spec.tokenizer
+    tok_kwargs = {"truncation": True, "max_length": data.max_length, "return_tensors": "pt"}
     if include_tok:
 
         def one(i: int) -> Callable[[], torch.Tensor]:
             def call() -> torch.Tensor:
-                enc = tok(*data.example(i), **tok_kwargs)
-                return run({k: v.to(device) for k, v in enc.items() if k in keys})
+                return runner.run(runner.prepare(dict(tok(*data.example(i), **tok_kwargs))))
 
             return call
     else:
-        singles = {i: {k: torch.tensor([encoded[k][i]], device=device) for k in keys} for i in latency_idx}
+        singles = {i: runner.prepare({k: torch.tensor([encoded[k][i]]) for k in runner.keys}) for i in latency_idx}
 
         def one(i: int) -> Callable[[], torch.Tensor]:
-            return lambda: run(singles[i])
+            return lambda: runner.run(singles[i])
 
-    times = time_calls([one(i) for i in latency_idx], settings["latency_runs"], settings["warmup"], device)
+    return [one(i) for i in latency_idx]
 
-    # throughput and quality: the whole split at batch_size, longest first
+
+def _throughput_and_quality(
+    runner: Runner,
+    data: EvalData,
+    encoded: dict[str, list[list[int]]],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole split at ``batch_size``, longest first: samples per second of model time, and the quality metrics."""
+    device: torch.device = settings["device"]
+    batch_size, include_tok = settings["batch_size"], settings["include_tokenization"]
+    tok = runner.spec.tokenizer
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    order = _eval_order(lengths)
+    tok_kwargs = {"truncation": True, "max_length": data.max_length, "return_tensors": "pt"}
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if include_tok:
 
         def forward(b: int) -> torch.Tensor:
             idx = chunks[b]
             texts = [[col[i] for i in idx] for col in data.texts]
-            enc = tok(*texts, padding=True, **tok_kwargs)
-            return run({k: v.to(device) for k, v in enc.items() if k in keys})
+            return runner.run(runner.prepare(dict(tok(*texts, padding=True, **tok_kwargs))))
     else:
-        batches = pre_batch(tok, encoded, keys, order, batch_size, device)
+        batches = [runner.prepare(b) for b in pre_batch(tok, encoded, runner.keys, order, batch_size, device)]
 
         def forward(b: int) -> torch.Tensor:
-            return run(batches[b])
+            return runner.run(batches[b])
 
     seconds, outputs = measure_throughput(forward, len(chunks), settings["warmup"] > 0, device)
     logits = torch.cat([o.float().cpu() for o in outputs])
     labels = torch.tensor([data.labels[i] for i in order])
-    quality = quality_metrics(logits, labels, data.label_names)
     return {
-        "model": spec.name,
-        "path": str(spec.path),
-        "tokenizer": spec.tokenizer_source,
-        "dtype": dtype,
-        "size_mb": spec.size_mb,
-        "params": params,
-        "latency_tokens": statistics.fmean(lengths[i] for i in latency_idx),
-        "latency_ms_mean": statistics.fmean(times),
-        "latency_ms_std": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "latency_ms_median": statistics.median(times),
         "throughput_samples_s": len(order) / seconds if seconds > 0 else math.inf,
         "throughput_seconds": seconds,
-        **quality,
+        **quality_metrics(logits, labels, data.label_names),
     }
 
 
@@ -721,6 +906,8 @@ def run_benchmark(
     include_tokenization: bool = False,
     tokenizer: str | PreTrainedTokenizerBase | None = None,
     device: str = "cpu",
+    rounds: int = 5,
+    ratio_to: str | None = None,
     output_dir: str | Path | None = None,
     wandb: bool = False,
     wandb_project: str = "transformer-distiller",
@@ -743,14 +930,17 @@ def run_benchmark(
         label_field: Override for the label column.
         label_names: Class names in label order.
         batch_size: Batch size of the throughput pass.
-        latency_runs: Timed batch-1 calls per model (also the number of median-length examples used).
+        latency_runs: Timed batch-1 calls per model and round (the number of median-length examples used).
         warmup: Untimed batch-1 calls before timing latency (and one untimed batch before throughput when > 0).
-        threads: ``torch.set_num_threads`` for the run (default: the current setting); restored afterwards.
+        threads: ``torch.set_num_threads`` for the run (default: the current setting); restored afterwards. ONNX
+            Runtime sessions get as many intra-op threads (and one inter-op thread).
         max_samples: Use the first this many examples of the split.
         max_length: Truncation length in tokens.
         include_tokenization: Time tokenization and padding together with the model.
         tokenizer: Tokenizer for model folders that have none.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (ONNX models run on the CPU).
+        rounds: Interleaved latency rounds (every model timed once per round, in turn).
+        ratio_to: Display name of the model the latency ratios are computed against (default: the first).
         output_dir: When given, write ``results.csv``, ``results.json`` and ``accuracy_vs_latency.png`` there.
         wandb: Log the results as a ``wandb.Table``.
         wandb_project: wandb project name.
@@ -764,7 +954,7 @@ def run_benchmark(
         BenchmarkError: Listing every problem with the settings, the data and the models.
     """
     load_before = _load_average()  # before this process adds its own load
-    problems = check_settings(threads, batch_size, latency_runs, warmup, max_samples, max_length, device)
+    problems = check_settings(threads, batch_size, latency_runs, warmup, max_samples, max_length, device, rounds)
     data, data_problems = load_eval_data(
         dm_or_dataset, split, subset, text_fields, label_field, label_names, max_samples, max_length
     )
@@ -773,6 +963,14 @@ def run_benchmark(
     expected_names = data.label_names if data is not None else label_names  # check models even when data failed
     specs, model_problems = inspect_models(models, names, expected_names, tokenizer, effective_length)
     problems += model_problems
+    shown = [spec.name for spec in specs]
+    if ratio_to is not None and not model_problems and ratio_to not in shown:
+        problems.append(f"ratio_to={ratio_to!r} is not one of the model names {shown}; expected one of them")
+    if any(spec.onnx_file for spec in specs) and device != "cpu" and _resolve_device(device).type != "cpu":
+        problems.append(
+            f"device={device!r}: ONNX models run on the CPU here (ONNX Runtime's CPU provider); expected --device cpu "
+            "when an ONNX model is compared"
+        )
     if problems:
         raise BenchmarkError(problems)
     assert data is not None
@@ -814,11 +1012,50 @@ def run_benchmark(
             "cpu_count": os.cpu_count(),
             "load_avg_1min": load_before,
         }
-        rows = []
-        for spec, key in zip(specs, keys, strict=True):
+        meta["rounds"] = rounds
+        if any(spec.onnx_file for spec in specs):
+            import onnxruntime
+
+            meta["onnxruntime_version"] = onnxruntime.__version__
+        meta["ratio_to"] = ratio_to or specs[0].name
+        reference = shown.index(meta["ratio_to"])
+        runners = []
+        for spec in specs:
             if progress is not None:
-                progress(f"benchmarking {spec.name} ({spec.path}) on {len(data)} examples, {meta['threads']} threads")
-            rows.append({**_benchmark_model(spec, data, encodings[key], latency_idx, settings), **meta})
+                progress(f"loading {spec.name} ({spec.onnx_file or spec.path})")
+            runners.append(load_runner(spec, dev, meta["threads"]))
+        calls = [
+            latency_calls(runner, data, encodings[key], latency_idx, include_tokenization)
+            for runner, key in zip(runners, keys, strict=True)
+        ]
+        if progress is not None:
+            progress(
+                f"latency: {rounds} interleaved rounds x {len(latency_idx)} batch-1 calls per model, "
+                f"{meta['threads']} thread(s)"
+            )
+        latency = latency_stats(time_rounds(calls, rounds, warmup, dev), reference)
+        del calls
+        rows = []
+        for runner, key, lat in zip(runners, keys, latency, strict=True):
+            spec = runner.spec
+            if progress is not None:
+                progress(f"throughput and quality: {spec.name} on {len(data)} examples")
+            lengths = [len(ids) for ids in encodings[key]["input_ids"]]
+            rows.append(
+                {
+                    "model": spec.name,
+                    "runtime": runner.runtime,
+                    "path": str(spec.onnx_file or spec.path),
+                    "tokenizer": spec.tokenizer_source,
+                    "dtype": runner.dtype,
+                    "size_mb": spec.size_mb,
+                    "params": runner.params,
+                    "latency_tokens": statistics.fmean(lengths[i] for i in latency_idx),
+                    **lat,
+                    **_throughput_and_quality(runner, data, encodings[key], settings),
+                    **meta,
+                }
+            )
             gc.collect()
     finally:
         torch.set_num_threads(previous_threads)
@@ -846,10 +1083,17 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
         "latency_ms_mean",
         "latency_ms_std",
         "latency_ms_median",
+        "latency_ms_round_min",
+        "latency_ms_round_max",
+        "latency_ratio",
+        "latency_ratio_min",
+        "latency_ratio_max",
+        "latency_ratio_agree",
         "throughput_samples_s",
     ]
     metrics = metric_columns(rows)
-    rest = ["latency_tokens", "throughput_seconds", "dtype", "path", "tokenizer"]
+    rest = ["latency_rounds", "latency_ms_rounds", "latency_tokens", "throughput_seconds", "runtime", "dtype", "path"]
+    rest.append("tokenizer")
     seen = set(lead + metrics + rest + list(META_KEYS))
     extra = [k for r in rows for k in r if k not in seen]
     return lead + metrics + rest + list(dict.fromkeys(extra)) + [k for k in META_KEYS if any(k in r for r in rows)]
@@ -875,14 +1119,19 @@ def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return "(no results)"
     m = rows[0]
+    ort = f" | onnxruntime {m['onnxruntime_version']}" if m.get("onnxruntime_version") else ""
     header = (
         f"Benchmark: dataset {m['dataset']} | split {m['split']} | {m['examples']} examples | "
-        f"threads {m['threads']} | torch {m['torch_version']} | device {m['device']} ({m['device_name']})"
+        f"threads {m['threads']} | torch {m['torch_version']}{ort} | device {m['device']} ({m['device_name']})"
     )
+    rounds = m.get("rounds", 1)
     timing = (
-        f"Latency: batch 1, {m['latency_runs']} timed runs after {m['warmup']} warm-up, over the "
-        f"{m['latency_examples']} examples nearest the median length; throughput: batch {m['batch_size']} over the "
-        f"whole split; tokenization {'included in' if m['include_tokenization'] else 'excluded from'} timing."
+        f"Latency: batch 1, models interleaved in {rounds} round(s) (A B C ... A B C ...), each round "
+        f"{m['latency_runs']} timed calls per model over the {m['latency_examples']} examples nearest the median "
+        f"length, after {m['warmup']} warm-up calls; median of the round medians [min-max over rounds], and the "
+        f"latency ratio to {m.get('ratio_to', rows[0]['model'])!r} per round: median [min-max], rounds agreeing; "
+        f"throughput: batch {m['batch_size']} over the whole split; tokenization "
+        f"{'included in' if m['include_tokenization'] else 'excluded from'} timing."
     )
     load, cores = m.get("load_avg_1min"), m.get("cpu_count")
     if m["device"] == "cpu" and load is not None and cores and load + m["threads"] > cores + 0.5:
@@ -894,20 +1143,33 @@ def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
     metrics = metric_columns(rows)
     titles = [
         "model",
+        "runtime",
         "size (MB)",
         "params (M)",
         "latency b1 mean ± std (ms)",
         "latency b1 median (ms)",
+        "round medians min–max (ms)",
+        "latency ratio [min–max] (agree)",
         "throughput (samples/s)",
     ] + [_METRIC_TITLES.get(k, f"F1 {k[3:]} (%)") for k in metrics]
     lines = [header, "", timing, "", "| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for r in rows:
+        runtime = str(r.get("runtime", "torch")) + (f" {r['dtype']}" if r.get("dtype") else "")
+        spread = f"{_fmt(r.get('latency_ms_round_min'), 2)}–{_fmt(r.get('latency_ms_round_max'), 2)}"
+        ratio = (
+            f"{_fmt(r.get('latency_ratio'), 3)} [{_fmt(r.get('latency_ratio_min'), 3)}–"
+            f"{_fmt(r.get('latency_ratio_max'), 3)}] "
+            f"({r.get('latency_ratio_agree', '–')}/{r.get('latency_rounds', '–')})"
+        )
         cells = [
             str(r["model"]).replace("|", "\\|"),
+            runtime,
             _fmt(r["size_mb"], 1),
             _fmt(r["params"] / 1e6, 2),
             f"{_fmt(r['latency_ms_mean'], 2)} ± {_fmt(r['latency_ms_std'], 2)}",
             _fmt(r["latency_ms_median"], 2),
+            spread,
+            ratio,
             _fmt(r["throughput_samples_s"], 1),
         ] + [_fmt(None if r.get(k) is None else 100 * r[k], 2) for k in metrics]
         lines.append("| " + " | ".join(cells) + " |")
@@ -945,9 +1207,15 @@ def plot_accuracy_vs_latency(rows: Sequence[dict[str, Any]], path: str | Path) -
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     points = [(r["latency_ms_median"], 100 * r["accuracy"], str(r["model"])) for r in rows]
-    colors = [ax.scatter([x], [y], s=40).get_facecolor()[0] for x, y, _ in points]
+    colors = []
+    for (x, y, _), r in zip(points, rows, strict=True):
+        marker = "s" if r.get("runtime") == "onnxruntime" else "o"
+        colors.append(ax.scatter([x], [y], s=40, marker=marker).get_facecolor()[0])
+        low, high = r.get("latency_ms_round_min"), r.get("latency_ms_round_max")
+        if low is not None and high is not None:  # the spread of the round medians
+            ax.errorbar([x], [y], xerr=[[x - low], [high - x]], fmt="none", ecolor=colors[-1], lw=1, capsize=2)
     m = rows[0]
-    ax.set_xlabel("batch-1 median latency (ms)")
+    ax.set_xlabel("batch-1 median latency (ms; bars: min-max over rounds; squares: ONNX Runtime)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{m['dataset']} / {m['split']}: {m['threads']} thread(s), {m['device_name']}", fontsize=9)
     ax.margins(x=0.25, y=0.2)
@@ -1020,7 +1288,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare fine-tuned classifiers: size, batch-1 latency, throughput and quality on one split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("models", nargs="+", help="model folders (e.g. outputs/teacher outputs/student_ms)")
+    p.add_argument(
+        "models",
+        nargs="+",
+        help="model folders (e.g. outputs/teacher outputs/student_ms), ONNX folders from export.py or .onnx files",
+    )
     p.add_argument("--dataset", default="demo", help="'demo', a data folder, a file, or a Hub name")
     p.add_argument("--subset", default=None, help="Hub dataset configuration, e.g. sst2 for glue")
     p.add_argument("--split", default="validation", help="split to evaluate on")
@@ -1029,7 +1301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default=None, help="label column")
     p.add_argument("--names", nargs="+", default=None, help="display names, one per model")
     p.add_argument("--batch-size", type=int, default=64, help="batch size of the throughput pass")
-    p.add_argument("--latency-runs", type=int, default=100, help="timed batch-1 runs per model")
+    p.add_argument("--latency-runs", type=int, default=100, help="timed batch-1 runs per model and round")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (A B C ... A B C ...)")
+    p.add_argument("--ratio-to", default=None, help="display name of the model latency ratios refer to (default first)")
     p.add_argument("--warmup", type=int, default=10, help="untimed batch-1 runs before timing")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's current setting)")
     p.add_argument("--max-samples", type=int, default=None, help="use the first N examples of the split")
@@ -1070,6 +1344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             include_tokenization=args.include_tokenization,
             tokenizer=args.tokenizer,
             device=args.device,
+            rounds=args.rounds,
+            ratio_to=args.ratio_to,
             output_dir=args.output_dir,
             wandb=args.wandb,
             wandb_project=args.wandb_project,

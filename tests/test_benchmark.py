@@ -19,7 +19,7 @@ from benchmark import BenchmarkError, main, markdown_report, median_length_indic
 from data.data_module import ClfDataModule
 from tests.conftest import tiny_bert
 
-FAST = {"latency_runs": 3, "warmup": 1, "batch_size": 16, "max_samples": 64, "threads": 1}
+FAST = {"latency_runs": 3, "warmup": 1, "batch_size": 16, "max_samples": 64, "threads": 1, "rounds": 2}
 CLASSES3 = ["anger", "joy", "calm"]
 
 
@@ -132,6 +132,15 @@ def _reference(model_dir: str, texts: list[str], labels: list[int]) -> dict[str,
     return out
 
 
+def _three_texts() -> DatasetDict:
+    feats = Features({"text": Value("string"), "label": ClassLabel(names=CLASSES3)})
+    texts = _texts(12)
+    return DatasetDict(
+        train=Dataset.from_dict({"text": texts, "label": [i % 3 for i in range(12)]}, features=feats),
+        validation=Dataset.from_dict({"text": texts[:6], "label": [i % 3 for i in range(6)]}, features=feats),
+    )
+
+
 def _demo_validation(n: int) -> tuple[list[str], list[int]]:
     rows = [json.loads(line) for line in _demo_file().open()]
     return [r["sentence"] for r in rows[:n]], [r["label"] for r in rows[:n]]
@@ -166,6 +175,8 @@ def test_cli_writes_table_csv_json_and_plot_that_agree(
         "16",
         "--threads",
         "1",
+        "--rounds",
+        "2",
         "--output-dir",
         str(out),
     ]
@@ -198,6 +209,8 @@ def test_cli_writes_table_csv_json_and_plot_that_agree(
     assert "threads 1" in header and f"torch {torch.__version__}" in header and "device cpu (" in header
     assert payload["meta"]["threads"] == 1 and all(r["threads"] == 1 for r in json_rows)
     assert payload["meta"]["examples"] == 64 and payload["meta"]["torch_version"] == torch.__version__
+    assert payload["meta"]["rounds"] == 2 and payload["meta"]["ratio_to"] == "teacher"
+    assert json_rows[0]["latency_ratio"] == 1.0 and len(json_rows[1]["latency_ms_rounds"]) == 2
 
     table = [line for line in stdout.splitlines() if line.startswith("| ")]
     titles = [c.strip() for c in table[0].strip("|").split("|")]
@@ -208,6 +221,10 @@ def test_cli_writes_table_csv_json_and_plot_that_agree(
         assert cells["accuracy (%)"] == f"{100 * row['accuracy']:.2f}"
         assert cells["macro F1 (%)"] == f"{100 * row['f1_macro']:.2f}"
         assert cells["latency b1 median (ms)"] == f"{row['latency_ms_median']:.2f}"
+        spread = f"{row['latency_ms_round_min']:.2f}–{row['latency_ms_round_max']:.2f}"
+        assert cells["round medians min–max (ms)"] == spread
+        ratio = cells["latency ratio [min–max] (agree)"]
+        assert ratio.startswith(f"{row['latency_ratio']:.3f} [") and ratio.endswith(f"({row['latency_ratio_agree']}/2)")
         assert cells["latency b1 mean ± std (ms)"] == f"{row['latency_ms_mean']:.2f} ± {row['latency_ms_std']:.2f}"
         assert cells["throughput (samples/s)"] == f"{row['throughput_samples_s']:.1f}"
         assert cells["size (MB)"] == f"{row['size_mb']:.1f}"
@@ -272,20 +289,114 @@ def test_data_module_input_and_other_splits(models: dict[str, str], toy_dataset:
 def test_threads_are_fixed_reported_and_restored(models: dict[str, str]) -> None:
     before = torch.get_num_threads()
     seen = []
-    original = benchmark._benchmark_model
+    original = benchmark.time_rounds
 
-    def spy(*args: object, **kwargs: object) -> dict:
+    def spy(*args: object, **kwargs: object) -> list:
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    benchmark._benchmark_model, saved = spy, benchmark._benchmark_model
+    benchmark.time_rounds, saved = spy, benchmark.time_rounds
     try:
         rows = run_benchmark([models["student"]], "demo", **FAST)
     finally:
-        benchmark._benchmark_model = saved
+        benchmark.time_rounds = saved
     assert seen == [1] and rows[0]["threads"] == 1
     assert torch.get_num_threads() == before
     assert "threads 1" in markdown_report(rows).splitlines()[0]
+
+
+def test_time_rounds_interleaves_models() -> None:
+    order: list[str] = []
+
+    def call(name: str) -> object:
+        return lambda: order.append(name)
+
+    calls = [[call("a0"), call("a1")], [call("b0"), call("b1")], [call("c0"), call("c1")]]
+    times = benchmark.time_rounds(calls, rounds=3, warmup=1, device=torch.device("cpu"))
+    assert [[len(r) for r in m] for m in times] == [[2, 2, 2]] * 3 and all(t >= 0 for m in times for r in m for t in r)
+    warm, rest = order[:3], order[3:]
+    assert warm == ["a0", "b0", "c0"]
+    one_round = ["a0", "a0", "a1", "b0", "b0", "b1", "c0", "c0", "c1"]  # an untimed call, then the timed ones
+    assert rest == one_round * 3
+    order.clear()
+    benchmark.time_rounds(calls[:2], rounds=2, warmup=0, device=torch.device("cpu"))
+    assert order == ["a0", "a1", "b0", "b1"] * 2  # no untimed calls without warm-up
+
+
+def test_latency_stats_medians_spread_and_per_round_ratios() -> None:
+    ref = [[10.0, 10.0, 12.0], [20.0, 20.0, 20.0], [10.0, 11.0, 11.0]]  # round medians 10, 20, 11
+    fast = [[5.0, 5.0, 5.0], [8.0, 9.0, 9.0], [6.0, 6.0, 7.0]]  # round medians 5, 9, 6: ratios .5, .45, .545
+    slow = [[9.0, 9.0, 9.0], [22.0, 22.0, 22.0], [12.0, 12.0, 12.0]]  # ratios .9, 1.1, 1.09 -> median 1.09
+    a, b, c = benchmark.latency_stats([ref, fast, slow])
+    assert a["latency_ms_median"] == 11.0 and (a["latency_ms_round_min"], a["latency_ms_round_max"]) == (10.0, 20.0)
+    assert a["latency_ratio"] == 1.0 and a["latency_ratio_agree"] == 3 and a["latency_ms_rounds"] == [10.0, 20.0, 11.0]
+    assert a["latency_ms_mean"] == pytest.approx(sum(sum(r) for r in ref) / 9)
+    assert b["latency_ms_median"] == 6.0 and b["latency_ratio"] == pytest.approx(0.5)
+    assert b["latency_ratio_min"] == pytest.approx(0.45) and b["latency_ratio_max"] == pytest.approx(6 / 11)
+    assert b["latency_ratio_agree"] == 3
+    assert c["latency_ratio"] == pytest.approx(12 / 11) and c["latency_ratio_agree"] == 2  # one round said < 1
+    assert benchmark.latency_stats([ref, fast], reference=1)[1]["latency_ratio"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def onnx_export(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier and its export by export.py (fp32 + int8; gate open, as a random model's accuracy is noise).
+
+    Its head is not rescaled like the ``models`` fixture's (weights up to ~8500 there turn fp32 rounding noise of
+    1e-7 into logit differences of 1e-3, over export.py's 1e-4 limit).
+    """
+    from helper.export import export_model
+
+    root = tmp_path_factory.mktemp("onnx")
+    tok = AutoTokenizer.from_pretrained(models["tokenizer"])
+    source = _save(root / "plain", tiny_bert(layers=2, hidden=32, heads=2, seed=7), tok, ["negative", "positive"])
+    out = root / "plain_onnx"
+    export_model(source, out, quantize="int8", max_drop=100.0, dataset="demo", max_samples=32, threads=1)
+    return out
+
+
+def test_onnx_rows_share_the_table_with_pytorch_rows(models: dict[str, str], onnx_export: Path, tmp_path: Path) -> None:
+    rows = run_benchmark(
+        [str(onnx_export.parent / "plain"), str(onnx_export), str(onnx_export / "model_int8.onnx")],
+        "demo",
+        names=["torch", "onnx-fp32", "onnx-int8"],
+        ratio_to="onnx-fp32",
+        output_dir=tmp_path / "bench",
+        **FAST,
+    )
+    torch_row, fp32, int8 = rows
+    assert [r["runtime"] for r in rows] == ["torch", "onnxruntime", "onnxruntime"]
+    assert [r["dtype"] for r in rows] == ["float32", "float32", "int8"]
+    assert fp32["path"].endswith("model.onnx") and int8["path"].endswith("model_int8.onnx")
+    assert fp32["size_mb"] == pytest.approx((onnx_export / "model.onnx").stat().st_size / 1e6)
+    assert int8["size_mb"] == pytest.approx((onnx_export / "model_int8.onnx").stat().st_size / 1e6)
+    assert int8["size_mb"] < 0.5 * fp32["size_mb"]
+    assert fp32["params"] == pytest.approx(torch_row["params"], rel=0.01)  # the same weights, counted from the graph
+    for key in ("accuracy", "f1_macro", "precision", "recall", "roc_auc"):  # fp32 ONNX predicts what PyTorch does
+        assert fp32[key] == pytest.approx(torch_row[key], abs=1e-9), key
+    assert fp32["latency_ratio"] == 1.0 and all(r["ratio_to"] == "onnx-fp32" for r in rows)
+    assert all(r["latency_rounds"] == 2 and r["latency_tokens"] == torch_row["latency_tokens"] for r in rows)
+    assert all(r["onnxruntime_version"] for r in rows)
+    report = markdown_report(rows)
+    assert "onnxruntime int8" in report and "onnxruntime" in report.splitlines()[0]
+    assert (tmp_path / "bench" / "accuracy_vs_latency.png").is_file()
+
+
+def test_onnx_sessions_use_the_threads_setting(onnx_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import helper.export
+
+    seen = []
+    original = helper.export.ort_session
+
+    def spy(path: object, threads: int | None = None) -> object:
+        session = original(path, threads)
+        options = session.get_session_options()
+        seen.append((options.intra_op_num_threads, options.inter_op_num_threads))
+        return session
+
+    monkeypatch.setattr(helper.export, "ort_session", spy)
+    run_benchmark([str(onnx_export / "model_int8.onnx")], "demo", **FAST)
+    assert seen == [(1, 1)]
 
 
 def test_median_length_indices() -> None:
@@ -338,8 +449,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("benchmarking started despite bad input")
 
-    monkeypatch.setattr(benchmark, "_benchmark_model", forbidden)
-    monkeypatch.setattr(benchmark, "time_calls", forbidden)
+    monkeypatch.setattr(benchmark, "load_runner", forbidden)
+    monkeypatch.setattr(benchmark, "time_rounds", forbidden)
 
 
 def _error(models_: list[str], data: object = "demo", **kwargs: object) -> str:
@@ -419,6 +530,27 @@ class TestBadInput:
         ):
             assert part in msg, part
         assert msg.startswith("6 problem(s)")
+
+    def test_onnx_problems(self, models: dict[str, str], onnx_export: Path, tmp_path: Path) -> None:
+        broken = tmp_path / "broken.onnx"
+        broken.write_bytes(b"not a model")
+        msg = _error(
+            [str(tmp_path / "missing.onnx"), str(broken), str(onnx_export)], names=["a", "b", "c"], ratio_to="zz"
+        )
+        assert "missing.onnx' does not exist" in msg and "not a readable ONNX model" in msg
+        assert msg.startswith("2 problem(s)")  # ratio_to is checked once the models are known
+        msg = _error([str(onnx_export)], names=["c"], ratio_to="zz")
+        assert "ratio_to='zz' is not one of the model names ['c']" in msg
+        msg = _error([str(onnx_export)], label_names=["a", "b", "c"], data=_three_texts())
+        assert "num_labels=2" in msg
+
+    def test_onnxruntime_missing_names_the_extra(self, onnx_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = benchmark.importlib.util.find_spec
+        monkeypatch.setattr(
+            benchmark.importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+        )
+        msg = _error([str(onnx_export)])
+        assert "is an ONNX model" in msg and "onnxruntime" in msg and 'pip install -e ".[onnx]"' in msg
 
     def test_models_are_checked_against_given_names_when_the_data_fails(self, models: dict[str, str]) -> None:
         msg = _error([models["renamed"]], split="nope", label_names=["negative", "positive"])
