@@ -3,6 +3,10 @@
 Every script is ``run(ModuleClass, "configs/<name>.yaml")``: the YAML (``model:``, ``data:``, ``trainer:``) fully
 describes the run, any key can be overridden on the command line (``--model.lr 1e-4``), ``--config`` picks another
 YAML, and the resolved configuration is saved next to the run's logs.
+
+After fitting, when the data has a labelled test split (``data.test_split``), the best checkpoint is evaluated on it
+(``test_acc``, ``test_f1``, and for distillers the teacher's ``teacher_test_*``), logged, and printed in a final
+summary; ``--test_after_fit false`` (or ``test_after_fit: false`` in the YAML) skips it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -19,6 +24,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from data.data_module import ClfDataModule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Validation metrics shown in the final summary (when logged).
+SUMMARY_VAL_KEYS = ("val_acc", "val_f1", "teacher_val_acc", "teacher_val_f1")
 
 
 def wandb_has_credentials() -> bool:
@@ -44,6 +51,13 @@ class DistillerCLI(LightningCLI):
             type=str | None,
             default=None,
             help="Checkpoint to resume from (e.g. runs/<job>/checkpoints/last.ckpt), or 'last'.",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fitting, evaluate the best checkpoint on the data's labelled test split (data.test_split) "
+            "and print test_acc/test_f1 in the final summary; false skips it.",
         )
         parser.link_arguments("data", "model.dm", apply_on="instantiate")
         for source, target in self.parse_links:
@@ -91,4 +105,86 @@ def run(
         },
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    if cli.trainer.interrupted:  # Ctrl-C during fit: no test, no summary (Lightning already reported it)
+        return cli
+    validation = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in SUMMARY_VAL_KEYS}
+    test_metrics, test_note = evaluate_test_split(
+        cli.trainer, cli.model, cli.datamodule, cli.config.get("test_after_fit")
+    )
+    if cli.trainer.is_global_zero:
+        print(final_summary(cli.trainer, validation, test_metrics, test_note), flush=True)
     return cli
+
+
+def labelled_test_split(dm: ClfDataModule) -> str | None:
+    """Why the data module has no labelled test split to evaluate, or None when it has one."""
+    if "test" not in dm.raw:
+        return "none (set data.test_split to evaluate the best checkpoint on labelled test data)"
+    labels = dm.raw["test"][dm.label_field]
+    if all(v == -1 for v in labels):
+        return f"{dm.test_split!r} has no labels (all -1), not evaluated"
+    return None
+
+
+def evaluate_test_split(
+    trainer: pl.Trainer, model: pl.LightningModule, dm: ClfDataModule, enabled: bool | None = True
+) -> tuple[dict[str, float] | None, str]:
+    """Evaluate the best checkpoint of a finished fit on the labelled test split, if there is one and it is wanted.
+
+    The best checkpoint is the one the run's ``ModelCheckpoint`` chose (its monitored metric); without a checkpoint
+    callback, or before any checkpoint was written, the weights at the end of training are evaluated.
+
+    Args:
+        trainer: The trainer that ran ``fit``.
+        model: The fitted module (it needs a ``test_step``).
+        dm: The data module.
+        enabled: False skips the evaluation (``--test_after_fit false``).
+
+    Returns:
+        The logged test metrics (None when not evaluated) and a line saying what was evaluated, or why not.
+    """
+    if enabled is False:
+        return None, "skipped (test_after_fit: false)"
+    missing = labelled_test_split(dm)
+    if missing is not None:
+        return None, missing
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    ckpt_path = "best" if best else None
+    # weights_only=False: the checkpoint is the one this run has just written (it holds the random states).
+    results = trainer.test(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False, weights_only=False)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    source = f"best checkpoint {best}" if best else "weights at the end of training (no checkpoint was saved)"
+    return metrics, f"{dm.test_split!r}, {len(dm.raw['test'])} examples, {source}"
+
+
+def _value(metric: Any) -> str:
+    return f"{float(metric):.4f}"
+
+
+def final_summary(
+    trainer: pl.Trainer, validation: dict[str, float], test_metrics: dict[str, float] | None, test_note: str
+) -> str:
+    """The lines printed when a script ends: best checkpoint, last validation metrics, test metrics.
+
+    Args:
+        trainer: The trainer that ran ``fit``.
+        validation: Validation metrics of the last epoch (read before ``test`` replaces the trainer's metrics).
+        test_metrics: What :func:`evaluate_test_split` returned.
+        test_note: Its description of the evaluated split, or why none was evaluated.
+    """
+    lines = ["", "Summary"]
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if best:
+        score = getattr(callback, "best_model_score", None)
+        monitor = getattr(callback, "monitor", None)
+        scored = f" ({monitor} {_value(score)})" if monitor and score is not None else ""
+        lines.append(f"  best checkpoint  {best}{scored}")
+    rows = [(k, validation[k]) for k in SUMMARY_VAL_KEYS if k in validation]
+    lines += [f"  {k:<16} {_value(v)}  (last validation)" for k, v in rows]
+    lines.append(f"  test split       {test_note}")
+    if test_metrics:
+        keys = ("test_acc", "test_f1", "teacher_test_acc", "teacher_test_f1")
+        lines += [f"  {k:<16} {_value(test_metrics[k])}" for k in keys if k in test_metrics]
+    return "\n".join(lines)

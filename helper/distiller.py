@@ -158,6 +158,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         names = dm.label_names if dm is not None else [str(v) for v in teacher.config.id2label.values()]
         self.val_metrics = classification_metrics(names, prefix="val_")
         self.teacher_metrics = classification_metrics(names, prefix="teacher_val_")
+        self.test_metrics = classification_metrics(names, prefix="test_")
+        self.teacher_test_metrics = classification_metrics(names, prefix="teacher_test_")
         self._teacher_logged = False
         self.use_teacher_cache = False
         self._tok_files: dict[str, bytes] | None = None
@@ -333,6 +335,23 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
             self.log_dict(flatten_metrics(self.teacher_metrics.compute()), sync_dist=True)
             self.teacher_metrics.reset()
             self._teacher_logged = True
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Student and teacher on the test split: the validation step's losses, ``test_*`` and ``teacher_test_*``."""
+        losses, s_logits, t_logits = self._distill(batch)
+        parts = self._total(losses, s_logits, batch["labels"])
+        size = len(batch["labels"])
+        ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])
+        self.log("test_loss", ce, sync_dist=True, batch_size=size)
+        self.log("test_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
+        self.test_metrics.update(s_logits, batch["labels"])
+        self.teacher_test_metrics.update(t_logits, batch["labels"])
+
+    def on_test_epoch_end(self) -> None:
+        """Log the student's and the teacher's test metrics."""
+        for metrics in (self.test_metrics, self.teacher_test_metrics):
+            self.log_dict(flatten_metrics(metrics.compute()), sync_dist=True)
+            metrics.reset()
 
     def configure_optimizers(self) -> dict:
         """AdamW over the trainable student parameters and the adaptors' projections."""

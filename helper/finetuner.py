@@ -61,6 +61,7 @@ class ClfFinetune(ResumableRandomState, pl.LightningModule):
         self.dm = dm
         names = dm.label_names if dm is not None else [str(model.config.id2label[i]) for i in range(model.num_labels)]
         self.val_metrics = classification_metrics(names, prefix="val_")
+        self.test_metrics = classification_metrics(names, prefix="test_")
         self._tok_files: dict[str, bytes] | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -88,6 +89,17 @@ class ClfFinetune(ResumableRandomState, pl.LightningModule):
         """Log and reset the metrics."""
         self.log_dict(flatten_metrics(self.val_metrics.compute()), prog_bar=False, sync_dist=True)
         self.val_metrics.reset()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Test loss and metrics (``test_acc``, ``test_f1``, per-class F1), from the same step as validation."""
+        loss, logits = self._step(batch)
+        self.test_metrics.update(logits, batch["labels"])
+        self.log("test_loss", loss, sync_dist=True, batch_size=len(batch["labels"]))
+
+    def on_test_epoch_end(self) -> None:
+        """Log and reset the test metrics."""
+        self.log_dict(flatten_metrics(self.test_metrics.compute()), sync_dist=True)
+        self.test_metrics.reset()
 
     def configure_optimizers(self) -> dict:
         """AdamW with linear warm-up and decay over the real number of steps."""

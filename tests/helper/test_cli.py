@@ -1,0 +1,177 @@
+"""The scripts' command-line layer: test-split evaluation of the best checkpoint after fitting, and the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from helper.cli import run
+from helper.distiller import BaseDistiller
+from helper.finetuner import ClfFinetune
+from tests.conftest import REPO_ROOT, tiny_bert
+
+POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart", "a joy"]
+NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat", "a chore"]
+# "Best" = highest val_loss (mode max): while training lowers the loss that is an early checkpoint, never the last
+# weights, so a test that evaluated the last weights instead would be caught.
+CALLBACKS = """trainer:
+  callbacks:
+  - class_path: pytorch_lightning.callbacks.ModelCheckpoint
+    init_args: {dirpath: ckpts, monitor: val_loss, mode: max, save_top_k: 1, save_last: true}
+"""
+COMMON = [
+    "--config=callbacks.yaml",  # after the script's own YAML (HgCkptIO: checkpoints are Hugging Face folders)
+    "--model.lr=0.005",
+    "--data.max_length=16",
+    "--data.batch_size=8",
+    "--trainer.max_epochs=3",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def _base(script: str) -> str:
+    return f"--config={REPO_ROOT / 'configs' / f'{script}.yaml'}"
+
+
+def _write(folder: Path, split: str, rows: list[tuple[str, int]]) -> None:
+    with (folder / f"{split}.jsonl").open("w") as f:
+        for text, label in rows:
+            f.write(json.dumps({"sentence": text, "label": label}) + "\n")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, minilm_path: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny teacher classifier folder, data with train/validation/test (and an unlabelled test), cwd = tmp."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(t, 1) for t in POS] + [(t, 0) for t in NEG]
+    _write(data, "train", rows * 3)
+    _write(data, "validation", rows[::2])
+    _write(data, "test", [(t + " indeed", y) for t, y in rows])
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    _write(unlabelled, "train", rows * 3)
+    _write(unlabelled, "validation", rows[::2])
+    _write(unlabelled, "test", [(t, -1) for t, _ in rows])
+    teacher = tmp_path / "teacher"
+    tiny_bert(layers=2, hidden=32, heads=2).save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(teacher)
+    (tmp_path / "callbacks.yaml").write_text(CALLBACKS)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _evaluate(folder: str | Path, data: Path) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of a saved classifier folder on data/test.jsonl, computed without Lightning."""
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    enc = tokenizer([r["sentence"] for r in rows], padding=True, truncation=True, max_length=16, return_tensors="pt")
+    labels = torch.tensor([r["label"] for r in rows])
+    with torch.no_grad():
+        logits = model(**enc).logits
+    return (logits.argmax(-1) == labels).float().mean().item(), torch.nn.functional.cross_entropy(logits, labels).item()
+
+
+class FinalWeights(pl.Callback):
+    """Keeps a copy of the trained model's weights as they are when fitting ends (before the test loads "best")."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute, self.weights = attribute, {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        model = getattr(pl_module, self.attribute)
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _check_best_was_tested(cli, attribute: str, final: FinalWeights, data: Path) -> None:
+    """The tested weights are the best checkpoint's, not the final ones, and test_acc/test_loss are theirs."""
+    best = cli.trainer.checkpoint_callback.best_model_path
+    metrics = cli.trainer.callback_metrics
+    acc, ce = _evaluate(best, data)  # 10 test rows: one batch, so the logged mean is this mean
+    assert float(metrics["test_acc"]) == pytest.approx(acc, abs=1e-6)
+    assert float(metrics["test_loss"]) == pytest.approx(ce, rel=1e-5)
+    tested = getattr(cli.model, attribute).state_dict()
+    best_weights = AutoModelForSequenceClassification.from_pretrained(best).state_dict()
+    assert all(torch.equal(tested[k], v) for k, v in best_weights.items())
+    assert final.weights and not all(torch.equal(tested[k], v) for k, v in final.weights.items())
+
+
+def test_finetune_evaluates_the_best_checkpoint_on_the_test_split(workdir: Path, capsys: pytest.CaptureFixture):
+    final = FinalWeights("model")
+    cli = run(
+        ClfFinetune,
+        "finetune.yaml",
+        args=[
+            _base("finetune"),
+            f"--model.model={workdir / 'teacher'}",
+            "--data.dataset=data",
+            "--data.test_split=test",
+            *COMMON,
+        ],
+        extra_callbacks=[final],
+    )
+    best = cli.trainer.checkpoint_callback.best_model_path
+    metrics = cli.trainer.callback_metrics
+    assert {"test_acc", "test_f1", "test_loss"} <= set(metrics)
+    _check_best_was_tested(cli, "model", final, workdir / "data")
+    out = capsys.readouterr().out
+    assert "val_acc" in out and "(last validation)" in out
+    assert "Summary" in out and f"best checkpoint  {best}" in out
+    assert "test split       'test', 10 examples, best checkpoint" in out
+    assert f"test_acc         {float(metrics['test_acc']):.4f}" in out
+
+
+def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: pytest.CaptureFixture):
+    final = FinalWeights("student")
+    cli = run(
+        BaseDistiller,
+        "distillation_ms.yaml",
+        tokenizer_from="model.teacher",
+        args=[
+            _base("distillation_ms"),
+            f"--model.teacher={workdir / 'teacher'}",
+            "--model.student={layers: [1]}",
+            "--model.adaptors=[HidnTinyBERT, LogitKD]",
+            "--data.dataset=data",
+            "--data.test_split=test",
+            *COMMON,
+        ],
+        extra_callbacks=[final],
+    )
+    metrics = cli.trainer.callback_metrics
+    assert {"test_acc", "test_f1", "teacher_test_acc", "teacher_test_f1"} <= set(metrics)
+    _check_best_was_tested(cli, "student", final, workdir / "data")
+    teacher_acc, _ = _evaluate(workdir / "teacher", workdir / "data")
+    assert float(metrics["teacher_test_acc"]) == pytest.approx(teacher_acc, abs=1e-6)
+    out = capsys.readouterr().out
+    assert "teacher_test_acc" in out and "test_f1" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        (["--data.dataset=data"], "test split       none (set data.test_split"),
+        (
+            ["--data.dataset=data", "--data.test_split=test", "--test_after_fit=false"],
+            "skipped (test_after_fit: false)",
+        ),
+        (["--data.dataset=unlabelled", "--data.test_split=test"], "'test' has no labels (all -1), not evaluated"),
+    ],
+    ids=["no-test-split", "switched-off", "unlabelled"],
+)
+def test_no_test_evaluation(workdir: Path, capsys: pytest.CaptureFixture, args: list[str], note: str):
+    cli = run(
+        ClfFinetune,
+        "finetune.yaml",
+        args=[_base("finetune"), f"--model.model={workdir / 'teacher'}", *args, *COMMON, "--trainer.max_epochs=1"],
+    )
+    assert not any(k.startswith("test_") for k in cli.trainer.callback_metrics)
+    assert note in capsys.readouterr().out
