@@ -22,6 +22,8 @@ from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from helper.model_card import CardInfo, hub_base_model, write_model_card
+
 HF_KEY = "hf_export"
 TRAINER_STATE = "trainer_state.ckpt"
 WEIGHTS = "model.safetensors"
@@ -164,15 +166,44 @@ class HgExport(pl.Callback):
     An existing model folder there is refused before training starts unless ``overwrite=True``, so re-running a
     finished job never silently replaces its output.
 
+    The folder carries a model card (``README.md``, see :mod:`helper.model_card`): base model, data, teacher and
+    recipe (adaptors, alpha, temperature, steps, ...), parameters, size, and the validation metrics of the exported
+    (best) checkpoint, recorded at each validation so that they are the exported weights' own.
+
     Args:
         dirpath: Destination folder.
         overwrite: Replace an existing model folder at ``dirpath``.
+        baseline: Validation metrics of the same student trained alone (no teacher), as fractions, e.g.
+            ``{"accuracy": 0.853, "f1_macro": 0.852}``: shown in the card beside the distilled student's.
+        license: License of the weights stated in the card (SPDX id).
     """
 
-    def __init__(self, dirpath: str = "outputs/model", overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dirpath: str = "outputs/model",
+        overwrite: bool = False,
+        baseline: dict[str, float] | None = None,
+        license: str = "apache-2.0",  # noqa: A002 (the model-card field's name)
+    ) -> None:
         self.dirpath = Path(dirpath)
         self.overwrite = overwrite
+        self.baseline = dict(baseline) if baseline else None
+        self.license = license
         self.exported: Path | None = None
+        self._metrics_at_step: dict[int, dict[str, float]] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Remember this validation's metrics under the step, to describe the checkpoint saved at that step."""
+        if trainer.sanity_checking:
+            return
+        values = {}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("val_", "teacher_val_")):
+                try:
+                    values[key] = float(value)
+                except (TypeError, ValueError):
+                    continue
+        self._metrics_at_step[trainer.global_step] = values
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Refuse to start when the destination holds a model and ``overwrite`` is off."""
@@ -201,10 +232,75 @@ class HgExport(pl.Callback):
             if not checkpoint[HF_KEY].get("tokenizer_files"):
                 src = Path(best)
                 for name in os.listdir(src) if src.is_dir() else []:
-                    if name not in (TRAINER_STATE, WEIGHTS, "config.json"):
+                    if name not in (TRAINER_STATE, WEIGHTS, "config.json", "README.md"):
                         shutil.copy2(src / name, tmp / name)
+            write_model_card(tmp, self.card_info(trainer, pl_module, checkpoint, tmp))
             atomic_replace(tmp, self.dirpath)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.exported = self.dirpath
+
+    def card_info(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any], folder: Path
+    ) -> CardInfo:
+        """The model card's facts for the exported checkpoint (written into ``folder``)."""
+        config = checkpoint[HF_KEY]["config"]
+        hp = dict(getattr(pl_module, "hparams", {}) or {})
+        teacher = getattr(pl_module, "teacher", None)
+        teacher_source = str(getattr(teacher, "name_or_path", "") or "") or None if teacher is not None else None
+        own = getattr(pl_module, "model", None)
+        if teacher is not None:
+            role, base = "student", hub_base_model(teacher_source)
+        else:
+            role, base = "teacher", hub_base_model(getattr(own, "name_or_path", None) or config.get("_name_or_path"))
+        recipe: dict[str, Any] = {"stage": getattr(pl_module, "stage", "fine-tuning")}
+        for key in ("adaptors", "alpha", "temperature", "student_layers", "lr", "weight_decay", "warmup_ratio"):
+            if key in hp:
+                recipe[key] = hp[key]
+        if "cache_teacher_outputs" in hp:
+            recipe["teacher logits cached"] = hp["cache_teacher_outputs"]
+        recipe["optimizer steps"] = int(checkpoint.get("global_step", trainer.global_step))
+        recipe["epochs"] = int(checkpoint.get("epoch", trainer.current_epoch)) + 1
+        dm = getattr(pl_module, "dm", None) or getattr(trainer, "datamodule", None)
+        dm_hp = dict(getattr(dm, "hparams", {}) or {})
+        for key, value in dm_hp.items():  # transfer sets / augmentation, when the data module has them
+            if value not in (None, False, [], {}) and any(w in key for w in ("transfer", "augment", "unlabel")):
+                recipe[key] = value
+        for key in ("batch_size", "max_length", "max_train_samples"):
+            if dm_hp.get(key) is not None:
+                recipe[key] = dm_hp[key]
+        step = int(checkpoint.get("global_step", trainer.global_step))
+        logged = self._metrics_at_step.get(step) or {}
+        metrics = {k: logged[m] for k, m in (("accuracy", "val_acc"), ("f1_macro", "val_f1")) if m in logged}
+        teacher_acc = logged.get("teacher_val_acc")
+        if teacher_acc is None:  # the teacher is evaluated once, at the first validation
+            teacher_acc = next(
+                (m["teacher_val_acc"] for m in self._metrics_at_step.values() if "teacher_val_acc" in m), None
+            )
+        if teacher_acc is not None:
+            recipe["teacher accuracy (validation)"] = f"{100 * teacher_acc:.2f} %"
+        weights = folder / WEIGHTS
+        params = sum(t.numel() for t in load_file(str(weights)).values())
+        id2label = config.get("id2label") or {}
+        labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label))]
+        layers = config.get("num_hidden_layers") or config.get("n_layers")
+        hidden = config.get("hidden_size") or config.get("dim")
+        heads = config.get("num_attention_heads") or config.get("n_heads")
+        return CardInfo(
+            name=self.dirpath.name,
+            role=role,
+            labels=labels,
+            base_model=base,
+            teacher=teacher_source,
+            dataset=str(getattr(dm, "source_name", "")) or None,
+            split="validation",
+            recipe=recipe,
+            params=params,
+            size_mb=weights.stat().st_size / 1e6,
+            architecture=f"{config.get('model_type')}: {layers} layers, hidden {hidden}, {heads} heads",
+            metrics=metrics,
+            metrics_source=f"exported checkpoint, step {step}" if metrics else None,
+            baseline=self.baseline,
+            license=self.license,
+        )

@@ -346,3 +346,74 @@ def test_export_into_an_empty_folder_without_overwrite(tokenizer, tmp_path: Path
     trainer = make_trainer(1, [ModelCheckpoint(dirpath=tmp_path / "ckpts"), HgExport(dirpath=str(export_dir))])
     trainer.fit(module, dm)
     assert (export_dir / "config.json").is_file() and (export_dir / WEIGHTS).is_file()
+
+
+# ---------------------------------------------------------------------------------------------- model card
+class MetricsRecorder(pl.Callback):
+    """Records ``val_acc`` at every validation, by step."""
+
+    def __init__(self) -> None:
+        self.acc: dict[int, float] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.acc[trainer.global_step] = float(trainer.callback_metrics["val_acc"])
+
+
+def test_export_writes_a_model_card_with_the_exported_checkpoints_metrics(tokenizer, tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from helper.model_card import read_card_info
+
+    export_dir = tmp_path / "teacher"
+    dm = make_dm(tokenizer)
+    module = ClfFinetune(tiny_bert(layers=1, hidden=32, heads=2), dm, lr=1e-2)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpts", monitor="val_loss", mode="min", save_top_k=1)
+    recorder = MetricsRecorder()
+    trainer = make_trainer(12, [checkpoints, recorder, HgExport(dirpath=str(export_dir))])  # 3 epochs of 4 steps
+    trainer.fit(module, dm)
+    assert sorted(recorder.acc) == [4, 8, 12]
+
+    card = ModelCard.load(export_dir / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.license == "apache-2.0"
+    assert "transformer-distiller" in card.data.tags and card.data.metrics == ["accuracy", "f1"]
+    info = read_card_info(export_dir)
+    step = torch.load(Path(checkpoints.best_model_path) / TRAINER_STATE, weights_only=False)["global_step"]
+    assert info.metrics["accuracy"] == pytest.approx(recorder.acc[step])  # the exported weights' own accuracy
+    assert info.recipe["optimizer steps"] == step and info.recipe["lr"] == 1e-2 and info.role == "teacher"
+    assert info.labels == LABELS and info.params == sum(p.numel() for p in module.model.parameters())
+    assert info.size_mb == pytest.approx((export_dir / WEIGHTS).stat().st_size / 1e6)
+    assert card.data.eval_results[0].metric_value == pytest.approx(recorder.acc[step], abs=1e-6)
+    assert 'pipeline("text-classification"' in card.text and "onnxruntime" in card.text
+    # the card does not get in the way of loading the folder
+    assert {o["label"] for o in pipeline("text-classification", model=str(export_dir))(["fine", "bad"])} <= set(LABELS)
+
+
+def test_student_card_names_teacher_recipe_base_model_and_baseline(tokenizer, tmp_path: Path) -> None:
+    from helper.distiller import BaseDistiller
+    from helper.model_card import MINILM_HUB_ID, CardInfo, read_card_info, write_model_card
+
+    teacher_dir = tmp_path / "teacher"
+    teacher = tiny_bert(layers=2, hidden=32, heads=2)
+    teacher.config.id2label, teacher.config.label2id = dict(enumerate(LABELS)), {n: i for i, n in enumerate(LABELS)}
+    teacher.save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    write_model_card(teacher_dir, CardInfo(name="teacher", role="teacher", base_model=MINILM_HUB_ID))
+
+    dm = make_dm(tokenizer)
+    module = BaseDistiller(
+        str(teacher_dir), {"layers": [1]}, ["LogitKD"], dm, alpha=0.3, temperature=2.0, cache_teacher_outputs=False
+    )
+    export_dir = tmp_path / "student"
+    export = HgExport(dirpath=str(export_dir), baseline={"accuracy": 0.5, "f1_macro": 0.4})
+    trainer = make_trainer(4, [ModelCheckpoint(dirpath=tmp_path / "ckpts", monitor="val_loss"), export])
+    trainer.fit(module, dm)
+
+    info = read_card_info(export_dir)
+    assert info.role == "student" and info.teacher == str(teacher_dir) and info.base_model == MINILM_HUB_ID
+    assert info.recipe["adaptors"] == [{"name": "LogitKD", "weight": 1.0}]
+    assert info.recipe["alpha"] == 0.3 and info.recipe["temperature"] == 2.0 and info.recipe["stage"] == "mix-step"
+    assert info.recipe["student_layers"] == 1 and "teacher accuracy (validation)" in info.recipe
+    text = (export_dir / "README.md").read_text()
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in text
+    assert "| same student trained alone | 50.00 | 40.00 |" in text and f"`{teacher_dir}`" in text
+    assert {o["label"] for o in pipeline("text-classification", model=str(export_dir))(["fine"])} <= set(LABELS)
