@@ -139,6 +139,20 @@ def test_gate_refusal_leaves_the_previous_export_intact(
     assert _digest(out) == before and _siblings(out) == siblings
 
 
+def test_gate_drop_is_exact_at_the_boundary() -> None:
+    from helper.export import accuracy_drop_points
+
+    labels = np.zeros(200, dtype=np.int64)
+    ref = np.zeros((200, 2))
+    ref[:98, 0] = 1.0  # 98 correct
+    ref[98:, 1] = 1.0
+    cand = np.zeros((200, 2))
+    cand[:96, 0] = 1.0  # 96 correct
+    cand[96:, 1] = 1.0
+    assert accuracy_drop_points(ref, cand, labels) == 1.0  # not 1.0000000000000009: a 1.0 gate lets it through
+    assert accuracy_drop_points(cand, ref, labels) == -1.0
+
+
 def test_overwrite_replaces_an_export(exported: tuple[Path, object], classifier_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "copy"
     out.mkdir()
