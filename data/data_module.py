@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import uuid
@@ -505,9 +506,12 @@ class ClfDataModule(pl.LightningDataModule):
             names = list(label_names) if label_names else sorted_label_names(values)
             unknown = sorted(values - set(names))
             if unknown:
+                every = f" '{json.dumps(sorted_label_names(values))}'" if len(values) <= 20 else " [...]"
                 problems.append(
                     f"label field {field!r} has values {unknown[:10]}{' ...' if len(unknown) > 10 else ''} that are "
-                    f"not in label_names={names}; expected every label to be one of the names"
+                    f"not in label_names={names}; expected every label to be one of the names (the data hold "
+                    f"{len(values)} names: list them all in id order, e.g. --data.label_names{every}, or set "
+                    "--data.label_names null to take them sorted)"
                 )
         casts: dict[str, ClassLabel | Value] = {}
         for split, kind in kinds.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +70,52 @@ def test_finetune_then_both_distillation_paths_on_rte(tmp_path):
         assert clf.model.config.num_hidden_layers == 2
         prediction = clf({"text": "A man is sleeping.", "text_pair": "Nobody is asleep."})
         assert prediction["label"] in ("entailment", "not_entailment")
+
+
+OFFENSIVE = ["you are an idiot", "shut up, loser", 'what a "stupid" take', "go away, clown", "nobody likes you, fool"]
+FRIENDLY = ["have a great day", "thanks for sharing", "lovely photo!", "see you at the game", "congrats on the new job"]
+
+
+def write_tweets_csv(folder: Path) -> None:
+    """A user's own data as people bring it: ``train.csv``/``validation.csv`` with ``tweet,is_offensive`` (NOT/OFF)."""
+    folder.mkdir(parents=True)
+    for split, rows in (("train", 40), ("validation", 12)):
+        with open(folder / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["tweet", "is_offensive"])
+            for i in range(rows):
+                texts, label = (OFFENSIVE, "OFF") if i % 2 == 0 else (FRIENDLY, "NOT")
+                writer.writerow([f"{texts[i % len(texts)]} #{i}", label])
+
+
+@pytest.mark.slow
+def test_csv_with_string_labels_through_finetune_distillation_and_benchmark(tmp_path):
+    """CSV strings load as large_string: NOT/OFF labels train a teacher and a student whose configs name the classes."""
+    data = tmp_path / "tweets"
+    write_tweets_csv(data)
+    common = [f"--data.dataset={data}", "--data.label_field=is_offensive"]
+    done = script(
+        "finetune.py", *quick(tmp_path, "teacher"), *common, '--data.label_names=["NOT", "OFF"]', cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    teacher = tmp_path / "outputs" / "teacher"
+    assert json.loads((teacher / "config.json").read_text())["id2label"] == {"0": "NOT", "1": "OFF"}
+
+    # no label names: the CSV's own values, sorted (the config's demo names would be refused, naming these)
+    args = [*quick(tmp_path, "student_ms"), f"--model.teacher={teacher}", *common, "--data.label_names=null"]
+    done = script("distillation_ms.py", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    student = tmp_path / "outputs" / "student_ms"
+    assert json.loads((student / "config.json").read_text())["id2label"] == {"0": "NOT", "1": "OFF"}
+    assert pipeline("text-classification", model=str(student))(["you fool"])[0]["label"] in ("NOT", "OFF")
+
+    bench = ["--label-field=is_offensive", "--latency-runs=2", "--warmup=0", "--rounds=1"]
+    done = script(
+        "benchmark.py", str(teacher), str(student), f"--dataset={data}", *bench, "--output-dir=bench", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((tmp_path / "bench" / "results.json").read_text())["meta"]
+    assert (meta["examples"], meta["num_labels"]) == (12, 2)
 
 
 @pytest.mark.slow

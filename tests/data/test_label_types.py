@@ -195,7 +195,8 @@ def test_string_labels_outside_label_names_are_listed(tmp_path) -> None:
         ClfDataModule(str(tmp_path / "train.tsv"), label_field="is_offensive", label_names=["NOT", "OFF"])
     assert str(info.value) == (
         "label field 'is_offensive' has values ['OFFENSIVE'] that are not in label_names=['NOT', 'OFF']; "
-        "expected every label to be one of the names"
+        "expected every label to be one of the names (the data hold 3 names: list them all in id order, e.g. "
+        """--data.label_names '["NOT", "OFF", "OFFENSIVE"]', or set --data.label_names null to take them sorted)"""
     )
 
 
