@@ -265,7 +265,7 @@ def _onnx_section(onnx: dict[str, Any]) -> list[str]:
     if int8:
         lines += [
             "",
-            f"int8: ONNX Runtime dynamic quantization ({int8.get('method', 'dynamic')}). Accuracy gate: the int8 "
+            f"int8: ONNX Runtime quantization, {int8.get('method', 'dynamic')}. Accuracy gate: the int8 "
             f"model may lose at most {onnx.get('max_drop')} points against fp32; it lost {int8.get('drop_points'):.2f} "
             "points, so it was accepted.",
         ]

@@ -139,6 +139,19 @@ def test_gate_refusal_leaves_the_previous_export_intact(
     assert _digest(out) == before and _siblings(out) == siblings
 
 
+def test_static_int8_is_calibrated_on_training_examples(classifier_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "static"
+    result = export_model(classifier_dir, out, quantize="int8-static", calibration_samples=8, max_drop=100.0, **DEMO)
+    assert result.report["int8"]["mode"] == "int8-static" and "calibrated" in result.report["int8"]["method"]
+    assert sorted(p.name for p in out.glob("*.onnx*")) == [FP32_FILE, INT8_FILE]  # no pre-processed or data files
+    assert (out / INT8_FILE).stat().st_size < 0.5 * (out / FP32_FILE).stat().st_size
+    session = ort_session(out / INT8_FILE, threads=1)
+    batch = make_batch([5, 9])
+    batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    assert run_session(session, batch).shape == (2, 2)
+    assert "quantize_static" in (out / "README.md").read_text()
+
+
 def test_gate_drop_is_exact_at_the_boundary() -> None:
     from helper.export import accuracy_drop_points
 
@@ -204,7 +217,13 @@ class TestBadInput:
         with pytest.raises(ExportError) as info:
             export_model(encoder, out, quantize="int4", max_drop=float("nan"), **{**DEMO, "batch_size": 0})
         msg = str(info.value)
-        for part in ("not a sequence classifier", "BertModel", "--quantize='int4'", "['none', 'int8']", "--max-drop"):
+        for part in (
+            "not a sequence classifier",
+            "BertModel",
+            "--quantize='int4'",
+            "['none', 'int8', 'int8-static']",
+            "--max-drop",
+        ):
             assert part in msg, part
         assert "--batch-size=0" in msg and msg.startswith("4 problem(s)") and not out.exists()
 
