@@ -287,6 +287,16 @@ def sorted_label_names(values: set[str]) -> list[str]:
     return sorted(values)
 
 
+def _json_list(text: str) -> bool:
+    """Whether a string is a JSON list (``"[0, 27]"``), as lists of labels are written in CSV files."""
+    if not (text.startswith("[") and text.endswith("]")):
+        return False
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
 def label_name_problems(label_names: object) -> list[str]:
     """Problems with ``label_names`` as it arrived (an empty list when it is fine).
 
@@ -488,21 +498,25 @@ class ClfDataModule(pl.LightningDataModule):
         field = self.label_field
         kinds = {s: label_kind(ds.features.get(field)) for s, ds in self.raw.items() if field in ds.column_names}
         self.label_kinds = kinds  # as loaded, per split (data.sources.label_kind), e.g. for error reports and tests
+        string_splits = [s for s, kind in kinds.items() if kind == "string"]
+        values = {v for s in string_splits for v in self.raw[s][field] if v is not None}
         multi = [s for s, kind in kinds.items() if kind == "multi"]
         if multi:
-            feature = self.raw[multi[0]].features[field]
+            lists = f"lists ({self.raw[multi[0]].features[field]})"
+        elif values and all(_json_list(v) for v in values):  # lists written as text, e.g. a CSV export of lists
+            example = min(values, key=lambda v: (-v.count(","), len(v)))  # a short one with several labels
+            multi, lists = string_splits, f"lists written as text, e.g. {example!r},"
+        if multi:
             raise DataError(
                 [
-                    f"label field {field!r} holds lists ({feature}) in split(s) {multi}: several labels per example "
+                    f"label field {field!r} holds {lists} in split(s) {multi}: several labels per example "
                     "(multi-label) is not supported yet; expected one class per example (an integer id or a name), "
                     "or set label_field (--data.label_field) to a single-label column"
                 ]
             )
         problems = []
         names = None
-        string_splits = [s for s, kind in kinds.items() if kind == "string"]
         if string_splits:
-            values = {v for s in string_splits for v in self.raw[s][field] if v is not None}
             names = list(label_names) if label_names else sorted_label_names(values)
             unknown = sorted(values - set(names))
             if unknown:

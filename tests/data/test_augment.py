@@ -425,3 +425,18 @@ def test_teacher_with_another_label_count_is_refused_up_front(toy_dataset, minil
     dm = ClfDataModule(toy_dataset, tokenizer=minilm_path)
     with pytest.raises(ValueError, match=r"teacher num_labels=3: expected the data's 2 classes"):
         augment_with_teacher(dm, tiny_bert(layers=1, hidden=16, heads=2, num_labels=3), copies=1)
+
+
+def test_augment_a_csv_with_string_labels(tmp_path: Path, tok: PreTrainedTokenizerBase) -> None:
+    """CSV text and labels load as large_string; the augmented set keeps the class names and the original ids."""
+    rows = [("great acting and a warm story", "OFF"), ("a dull mess", "NOT"), ("funny and smart", "OFF")]
+    (tmp_path / "train.csv").write_text("tweet,is_offensive\n" + "".join(f"{t},{y}\n" for t, y in rows * 2))
+    (tmp_path / "validation.csv").write_text("tweet,is_offensive\ni hated the ending,NOT\nclumsy and flat,OFF\n")
+    dm = ClfDataModule(str(tmp_path), tokenizer=tok, label_field="is_offensive")
+    assert dm.label_kinds == {"train": "string", "validation": "string"} and dm.label_names == ["NOT", "OFF"]
+    out = augment_with_teacher(dm, varied_teacher(num_labels=2), copies=1, p=0.5, k=5)
+    assert out["train"].features["is_offensive"] == ClassLabel(names=["NOT", "OFF"])
+    assert out["train"]["is_offensive"][:6] == [1, 0, 1] * 2
+    assert out["validation"]["is_offensive"] == [0, 1]
+    dm2 = ClfDataModule(out, tokenizer=tok, label_field="is_offensive")
+    assert dm2.label_names == ["NOT", "OFF"] and len(dm2.raw["train"]) == 12

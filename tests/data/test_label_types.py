@@ -261,6 +261,19 @@ def test_list_labels_from_a_parquet_file(tmp_path) -> None:
         ClfDataModule(str(tmp_path))
 
 
+def test_lists_written_as_text_in_a_csv_say_multi_label_is_not_supported(tmp_path) -> None:
+    (tmp_path / "train.csv").write_text('text,labels\na,"[0, 27]"\nb,[3]\nc,"[]"\n')
+    with pytest.raises(DataError) as info:
+        ClfDataModule(str(tmp_path))
+    assert str(info.value) == (
+        "label field 'labels' holds lists written as text, e.g. '[0, 27]', in split(s) ['train', 'validation']: "
+        "several labels per example (multi-label) is not supported yet; expected one class per example (an integer "
+        "id or a name), or set label_field (--data.label_field) to a single-label column"
+    )
+    (tmp_path / "train.csv").write_text("text,labels\na,[MASK]\nb,[CLS]\nc,[MASK]\n")  # names, not JSON lists
+    assert ClfDataModule(str(tmp_path), val_fraction=0.34).label_names == ["[CLS]", "[MASK]"]
+
+
 def test_label_kind_follows_the_feature_objects() -> None:
     kinds = {
         "class": ClassLabel(names=["a", "b"]),
