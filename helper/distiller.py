@@ -14,14 +14,16 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from transformers import PreTrainedModel
 
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors
 from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
+from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
 from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
 from helper.layer_map import resolve_layer_map
-from helper.models import load_classifier, load_tokenizer, student_from_config, student_from_layers
+from helper.models import load_classifier, load_tokenizer, position_problem, student_from_config, student_from_layers
 from helper.taps import ModelTaps
 from helper.training import (
     ResumableRandomState,
@@ -103,6 +105,11 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         warmup_ratio: Fraction of steps of linear warm-up; then linear decay.
         cache_teacher_outputs: When every adaptor needs only the teacher's logits, compute them once before
             training (:meth:`ClfDataModule.add_teacher_logits`, cached on disk) so steps run the student alone.
+        attention_maps: Log, at the end of every validation epoch, the teacher's and the student's attention maps of
+            one fixed validation example for the mapped layers, side by side, as an image (wandb ``log_image``,
+            TensorBoard ``add_image``). The maps are recomputed from the captured queries and keys. The layers are
+            those the adaptors map (the last layers when no adaptor maps any).
+        attention_map_example: Index of that example in the validation split.
     """
 
     #: Adaptor kinds this module accepts, and the parameters it trains.
@@ -121,9 +128,20 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         cache_teacher_outputs: bool = True,
+        attention_maps: bool = False,
+        attention_map_example: int = 0,
     ) -> None:
         super().__init__()
         problems = self._check_scalars(alpha, temperature)
+        if not isinstance(attention_maps, bool):
+            problems.append(f"attention_maps={attention_maps!r}: expected true or false")
+        if isinstance(attention_map_example, bool) or not isinstance(attention_map_example, int):
+            problems.append(f"attention_map_example={attention_map_example!r}: expected an int index")
+        elif dm is not None and not 0 <= attention_map_example < len(dm.raw["validation"]):
+            problems.append(
+                f"attention_map_example={attention_map_example}: expected an index in "
+                f"0..{len(dm.raw['validation']) - 1} (the validation split has {len(dm.raw['validation'])} examples)"
+            )
         check_hparams(lr, weight_decay, warmup_ratio, extra=problems)
         num_labels = dm.num_labels if dm is not None else None
         if isinstance(teacher, str):
@@ -144,6 +162,10 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
                 f"got {wrong}, which are {[a.kind for a in built if a.name in wrong]}"
             )
         self.layer_maps = [self._layer_map(a, t_dims, s_dims) for a in built]
+        if attention_maps or any(a.needs & {"queries", "keys"} for a in built):
+            positions = [position_problem(m.config, r) for m, r in ((teacher, "teacher"), (student_model, "student"))]
+            if any(positions):
+                raise ValueError("cannot distil attention:\n" + "\n".join(f"- {p}" for p in positions if p))
 
         self.save_hyperparameters(ignore=["teacher", "student", "dm", "adaptors"])
         self.hparams["adaptors"] = [{"name": a.name, "weight": a.weight} for a in built]
@@ -328,13 +350,53 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
             self.teacher_metrics.update(t_logits, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
-        """Log the student's metrics every epoch and the teacher's the first time."""
+        """Log the student's metrics every epoch, the teacher's the first time, and the attention maps if asked."""
         self.log_dict(flatten_metrics(self.val_metrics.compute()), sync_dist=True)
         self.val_metrics.reset()
         if not self._teacher_logged and not self.trainer.sanity_checking:
             self.log_dict(flatten_metrics(self.teacher_metrics.compute()), sync_dist=True)
             self.teacher_metrics.reset()
             self._teacher_logged = True
+        if self.hparams.attention_maps and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self.log_attention_maps()
+
+    def attention_map_pairs(self) -> list[tuple[int, int]]:
+        """The ``(student_layer, teacher_layer)`` pairs drawn: every pair an adaptor maps, else the last layers."""
+        pairs = sorted({pair for layer_map in self.layer_maps for pair in layer_map})
+        if pairs:
+            return pairs
+        return [(self.student.config.num_hidden_layers - 1, self.teacher.config.num_hidden_layers - 1)]
+
+    def attention_maps(self) -> AttentionMaps:
+        """Teacher and student attention (mean over heads) of the fixed validation example, for the mapped layers."""
+        dm = self.dm if self.dm is not None else getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            raise ValueError("attention_maps needs the data module (dm) to pick the validation example")
+        dm.setup()
+        row = dm.tokenized["validation"][self.hparams.attention_map_example]
+        inputs = {k: v[None].to(self.device) for k, v in model_inputs(row).items()}
+        pairs = self.attention_map_pairs()
+        student_was_training = self.student.training
+        self.student.eval()
+        try:
+            t_maps = capture_attention(self.teacher, inputs, [t for _, t in pairs])
+            s_maps = capture_attention(self.student, inputs, [s for s, _ in pairs])
+        finally:
+            self.student.train(student_was_training)
+        ids = inputs["input_ids"][0][inputs["attention_mask"][0].bool()].tolist()
+        tokens = dm.tokenizer.convert_ids_to_tokens(ids)
+        return AttentionMaps(pairs, [t_maps[t] for _, t in pairs], [s_maps[s] for s, _ in pairs], tokens)
+
+    def log_attention_maps(self) -> None:
+        """Draw :meth:`attention_maps` and log the image with the trainer's loggers."""
+        image = render(self.attention_maps(), title=f"epoch {self.current_epoch}, step {self.global_step}")
+        caption = f"validation example {self.hparams.attention_map_example}, epoch {self.current_epoch}"
+        skipped = log_image(self.loggers, "attention_maps", image, self.global_step, caption)
+        if skipped and not getattr(self, "_warned_attention_maps", False):
+            self._warned_attention_maps = True
+            rank_zero_warn(
+                f"attention_maps: loggers {skipped} cannot log images (use WandbLogger or TensorBoardLogger)"
+            )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Student and teacher on the test split: the validation step's losses, ``test_*`` and ``teacher_test_*``."""

@@ -198,3 +198,38 @@ def student_from_config(
     config.num_attention_heads = num_heads
     config.intermediate_size = intermediate_size or 4 * hidden_size
     return AutoModelForSequenceClassification.from_config(config)
+
+
+#: Config keys of rotary position schemes (their q/k are rotated inside attention, after the projections' outputs).
+#: Encoder families whose attention is always rotary, whatever their config says.
+ROTARY_MODEL_TYPES = ("roformer", "modernbert", "nomic_bert")
+#: Config keys of rotary position schemes (q and k are rotated inside attention, after the projections).
+ROTARY_CONFIG_KEYS = ("rope_theta", "rope_parameters", "rope_scaling", "rotary_emb_base", "rotary_dim", "rotary_pct")
+
+
+def position_problem(config: object, role: str) -> str | None:
+    """Why a model's attention cannot be recomputed from its captured queries and keys, or None when it can.
+
+    The taps record the query/key projections' outputs, and attention losses recompute ``softmax(Q Kᵀ / √d)`` from
+    them. That is the model's attention only with absolute position embeddings (added to the input before any
+    layer). Relative position schemes (``position_embedding_type="relative_key"``/``"relative_key_query"``) add a
+    position term to the scores, and rotary schemes rotate q and k inside attention, after the projections: the
+    recomputed attention would silently differ from the model's.
+
+    Args:
+        config: A Hugging Face model config.
+        role: ``"teacher"`` or ``"student"``, for the message.
+    """
+    kind = getattr(config, "position_embedding_type", None) or "absolute"
+    rotary = [k for k in ROTARY_CONFIG_KEYS if getattr(config, k, None) not in (None, {}, 0)]
+    if getattr(config, "model_type", None) in ROTARY_MODEL_TYPES:
+        rotary.append(f"model_type={config.model_type!r}")
+    if kind == "absolute" and not rotary:
+        return None
+    found = f"position_embedding_type={kind!r}" if kind != "absolute" else f"rotary settings {rotary}"
+    return (
+        f"the {role} ({getattr(config, 'model_type', '?')}) has {found}; attention adaptors and attention maps "
+        "recompute softmax(Q Kᵀ/√d) from the captured query/key projections, which is the model's attention only "
+        "with absolute position embeddings (relative terms are added to the scores and rotary ones rotate q/k "
+        "inside attention). Use a model with position_embedding_type='absolute', or hidden-state/logit adaptors only"
+    )

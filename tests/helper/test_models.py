@@ -206,3 +206,31 @@ def test_student_from_config_lists_every_problem(tiny_teacher: BertForSequenceCl
         student_from_config(tiny_teacher, num_layers=0, hidden_size=30)
     assert "num_layers=0" in str(info.value)
     assert "hidden_size=30 is not divisible by num_heads=4" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "found"),
+    [
+        ({"position_embedding_type": "relative_key"}, "position_embedding_type='relative_key'"),
+        ({"position_embedding_type": "relative_key_query"}, "position_embedding_type='relative_key_query'"),
+        ({"rope_theta": 10000.0}, "rotary settings ['rope_theta']"),
+    ],
+)
+def test_position_problem_names_non_absolute_positions(settings, found):
+    from transformers import BertConfig
+
+    from helper.models import position_problem
+
+    assert position_problem(BertConfig(), "teacher") is None
+    assert position_problem(BertConfig(position_embedding_type="absolute"), "teacher") is None
+    message = position_problem(BertConfig(**settings), "student")
+    assert message.startswith(f"the student (bert) has {found}")
+    assert "only with absolute position embeddings" in message
+
+
+def test_rotary_families_are_named_whatever_their_config_says():
+    from transformers import RoFormerConfig
+
+    from helper.models import position_problem
+
+    assert "model_type='roformer'" in position_problem(RoFormerConfig(), "teacher")
