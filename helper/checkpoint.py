@@ -19,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
+from pytorch_lightning.utilities import rank_zero_warn
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -234,7 +235,12 @@ class HgExport(pl.Callback):
                 for name in os.listdir(src) if src.is_dir() else []:
                     if name not in (TRAINER_STATE, WEIGHTS, "config.json", "README.md"):
                         shutil.copy2(src / name, tmp / name)
-            write_model_card(tmp, self.card_info(trainer, pl_module, checkpoint, tmp))
+            try:
+                info = self.card_info(trainer, pl_module, checkpoint, tmp)
+            except Exception as err:  # a card must not cost the trained model: fall back to the bare facts
+                rank_zero_warn(f"HgExport: the model card lacks the run's details ({type(err).__name__}: {err})")
+                info = CardInfo(name=self.dirpath.name, license=self.license)
+            write_model_card(tmp, info)
             atomic_replace(tmp, self.dirpath)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -417,3 +417,16 @@ def test_student_card_names_teacher_recipe_base_model_and_baseline(tokenizer, tm
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in text
     assert "| same student trained alone | 50.00 | 40.00 |" in text and f"`{teacher_dir}`" in text
     assert {o["label"] for o in pipeline("text-classification", model=str(export_dir))(["fine"])} <= set(LABELS)
+
+
+def test_a_failing_card_does_not_cost_the_export(tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args, **kwargs):
+        raise KeyError("hparams")
+
+    monkeypatch.setattr(HgExport, "card_info", broken)
+    export_dir = tmp_path / "model"
+    dm = make_dm(tokenizer)
+    trainer = make_trainer(1, [ModelCheckpoint(dirpath=tmp_path / "ckpts"), HgExport(dirpath=str(export_dir))])
+    with pytest.warns(UserWarning, match="model card lacks the run's details"):
+        trainer.fit(ClfFinetune(tiny_bert(layers=1, hidden=32, heads=2), dm), dm)
+    assert (export_dir / WEIGHTS).is_file() and (export_dir / "README.md").read_text().startswith("---\n")
