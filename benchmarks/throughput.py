@@ -2,21 +2,30 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/throughput.py --dataset ../shared/data/sst2 --batch-size 32 --steps 100 --warmup 10 --threads 2
+    python benchmarks/throughput.py --dataset ../shared/data/sst2 --batch-size 32 --rounds 5 --steps 100 --threads 2
 
-Run it on an otherwise idle machine: when other jobs share the cores, ``--threads`` above the free core count makes
-every row many times slower and the ratios meaningless. The HF ``Trainer`` row needs ``accelerate`` (the row is
-skipped with a note when it is missing). ``--skip-e2e`` leaves out both framework runs.
+**Interleaved rounds.** Every configuration (an *arm*: a step loop, the cache build, a framework run) is built first
+and warmed up once (``--warmup`` untimed steps each); then ``--rounds`` rounds each run every arm once, in the same
+order (A B C … A B C …), ``--round-warmup`` untimed steps and then ``--steps`` timed steps on the *same* batches. On a
+machine whose speed drifts over minutes (a shared virtual machine, other jobs), configurations timed one after the
+other compare the machine's state as much as the code; within a round they run seconds apart. Every figure is the
+median over the rounds with its min–max, and every tracked ratio is computed *inside* each round and reported as
+the median of those per-round ratios, with their min–max and how many rounds met the floor; a floor PASSes only
+when the median meets it (:mod:`benchmarks.interleave`). Threads are fixed (``--threads``) and enforced again
+inside the framework loops; the load average at the start and end is printed, since other jobs on the cores make
+every row slower (and noisier) alike. The HF ``Trainer`` arm needs ``accelerate`` (left out, with a note, when it is
+missing). ``--skip-e2e`` leaves out both framework arms.
 
 Teacher: ``--teacher`` (default the packaged MiniLM, ``minilm``: 6 layers, a new 2-class head; the weights do not
 matter for speed). Student: its layers ``--student-layers`` (default 0 and 5). ``BaseDistiller`` weighs LogitKD by
 its adaptor weight (1) where the recipe uses ``1 - alpha``; the cost of a step is the same.
 
-**Step rows** all run the identical pre-collated batches, already on the device: the first ``warmup + steps``
-length-grouped training batches of :class:`~data.data_module.ClfDataModule` (seeded), ``warmup`` untimed, then
-``steps`` timed, in a plain Python loop (no Lightning or HF ``Trainer`` overhead). A training step is forward(s) +
-loss + backward + AdamW step + ``zero_grad``, with a fresh student and the project's AdamW parameter groups
-(:func:`helper.training.adamw_with_warmup`) for every row:
+**Step rows** all run the identical pre-collated batches, already on the device: the first
+``max(warmup, round_warmup) + steps`` length-grouped training batches of :class:`~data.data_module.ClfDataModule`
+(seeded), the leading ones untimed, the last ``steps`` timed in every round, in a plain Python loop (no Lightning or
+HF ``Trainer`` overhead). A training step is forward(s) + loss + backward + AdamW step + ``zero_grad``; every arm
+has its own fresh student and AdamW with the project's parameter groups (:func:`helper.training.adamw_with_warmup`),
+kept across the rounds:
 
 * ``teacher forward``: ``teacher(**inputs)`` in eval mode under ``torch.inference_mode`` (no step).
 * ``student step (CE)``: the student alone with cross-entropy.
@@ -25,16 +34,17 @@ loss + backward + AdamW step + ``zero_grad``, with a fresh student and the proje
 * ``logit KD``: ``BaseDistiller(teacher, student, ["LogitKD"], alpha, temperature)`` through its own
   ``_distill`` + ``_total``, without the teacher-logit cache (teacher forward every step) and with it (batches carry
   ``teacher_logits`` from :meth:`ClfDataModule.add_teacher_logits`). The one-time cache build (all splits, into a
-  fresh temporary cache folder so nothing is read from disk) is reported on its own, and amortised over 1 and 3
-  epochs of the training data: ``k·N / (cache_time + k·N / cached_speed)``.
+  fresh temporary cache folder so nothing is read from disk) is an arm of its own, rebuilt afresh every round, and
+  amortised over 1 and 3 epochs of the training data with that round's build time and cached speed:
+  ``k·N / (cache_time + k·N / cached_speed)``.
 * ``mix-step (hooks)``: AttnMiniLM + ValMiniLM + HidnTinyBERT + LogitKD, taps captured by the distiller's forward
   hooks (models keep SDPA attention).
 * ``mix-step (eager outputs)``: the same adaptors and layer maps fed the conventional way: models switched to
   ``attn_implementation="eager"``, ``output_attentions=True, output_hidden_states=True``, and the q/k/v of each
   needed layer recomputed by its own ``nn.Linear`` on the layer input (:func:`eager_distill`).
 
-**End-to-end rows** include data loading and each framework's loop (timed from the end of step ``warmup`` to the end
-of step ``warmup + steps``; setup, warm-up and teardown excluded):
+**End-to-end rows** include data loading and each framework's loop; every round runs a whole loop with a fresh student
+(timed from the end of step ``warmup`` to the end of step ``warmup + steps``; setup, warm-up and teardown excluded):
 
 * ``Lightning fit, logit KD + cache``: ``pl.Trainer.fit`` of the cached logit-KD distiller on the data module's
   length-grouped batches (no logger, checkpointing or validation), plus its amortisation over 3 epochs.
@@ -43,13 +53,16 @@ of step ``warmup + steps``; setup, warm-up and teardown excluded):
   (``DataCollatorWithPadding``), its default optimizer (fused AdamW) and gradient clipping, no logging, saving or
   evaluation.
 
-Memory: on CUDA, ``torch.cuda.max_memory_allocated`` during the row (peak) and its excess over the allocation at the
-row's start (Δ). On CPU, the process's peak resident set size during the row (Linux ``VmHWM`` after resetting it via
-``/proc/self/clear_refs``; elsewhere the lifetime ``ru_maxrss``) and its excess over the RSS at the row's start; freed
-heap is returned to the OS first (``malloc_trim``) so the rows do not inherit each other's peaks. Δ is the memory the
-row's steps needed on top of the models already loaded (activations, gradients, optimizer state).
+Memory: on CUDA, ``torch.cuda.max_memory_allocated`` during each segment of an arm (its warm-up, each round) and the
+segment's excess over the allocation at its start (Δ); the table shows the highest of each over the segments. On
+CPU, the process's peak resident set size during the segment (Linux ``VmHWM`` after resetting it via
+``/proc/self/clear_refs``; elsewhere the lifetime ``ru_maxrss``) and its excess over the RSS at the segment's start;
+freed heap is returned to the OS first (``malloc_trim``) so the segments do not inherit each other's peaks. Δ is the
+memory the arm's steps needed on top of what was already loaded (activations, gradients; the optimizer state,
+allocated in the warm-up). All arms' models stay loaded for the whole run, so peaks include them.
 
-Prints a header, a Markdown table and the tracked ratios with PASS/FAIL against their floors.
+Prints a header, a Markdown table (median and min–max over rounds) and the tracked ratios with PASS/FAIL against
+their floors.
 """
 
 from __future__ import annotations
@@ -59,6 +72,7 @@ import contextlib
 import copy
 import ctypes
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -69,7 +83,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +97,16 @@ from transformers.trainer_callback import PrinterCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import step_trainer  # noqa: E402
+from benchmarks.interleave import (  # noqa: E402
+    Arm,
+    Floor,
+    Sample,
+    Spread,
+    per_round,
+    run_rounds,
+    stderr_progress,
+    time_loop,
+)
 from data.data_module import TEACHER_LOGITS, ClfDataModule, model_inputs  # noqa: E402
 from helper.distiller import BaseDistiller  # noqa: E402
 from helper.models import load_classifier, student_from_layers  # noqa: E402
@@ -205,44 +229,62 @@ class MemoryMeter:
 
 
 @dataclass
-class Result:
-    """One row of the table.
+class Row:
+    """One row of the table: a configuration's per-round samples, or a figure derived from other rows per round.
 
     Attributes:
         key: Short identifier used by the ratios and the JSON output.
         label: The config column.
-        samples: Examples processed in the timed window.
-        seconds: Length of the timed window.
-        steps: Optimizer steps (or forward passes) in the window; 0 when a per-step time makes no sense.
-        peak_mb: Peak memory during the row (see :class:`MemoryMeter`), or None.
-        delta_mb: Peak memory above the row's starting point, or None.
-        padded_length: Mean padded sequence length of the timed batches, or None.
+        samples: One :class:`~benchmarks.interleave.Sample` per round (empty for a skipped row).
         note: Extra information printed under the table.
-        rate: A derived samples/s (amortised rows) that replaces ``samples / seconds``.
+        warmup_peak_mb: Peak memory of the one-time warm-up segment (it allocates the optimizer state), or None.
+        warmup_delta_mb: That segment's peak above its start, or None.
     """
 
     key: str
     label: str
-    samples: float
-    seconds: float
-    steps: int = 0
-    peak_mb: float | None = None
-    delta_mb: float | None = None
-    padded_length: float | None = None
+    samples: list[Sample] = field(default_factory=list)
     note: str = ""
-    rate: float | None = None
+    warmup_peak_mb: float | None = None
+    warmup_delta_mb: float | None = None
 
     @property
-    def samples_per_s(self) -> float:
-        """Throughput over the timed window (or the derived ``rate``); NaN for a skipped row."""
-        if self.rate is not None:
-            return self.rate
-        return self.samples / self.seconds if self.seconds > 0 else float("nan")
+    def speed(self) -> Spread:
+        """Samples/s over the rounds."""
+        return Spread.of([s.samples_per_s for s in self.samples])
 
     @property
-    def ms_per_step(self) -> float | None:
-        """Mean wall time of one step, or None for rows without steps."""
-        return 1000 * self.seconds / self.steps if self.steps else None
+    def ms(self) -> Spread:
+        """Milliseconds per step over the rounds (empty for rows without steps)."""
+        return Spread.of([s.ms_per_step for s in self.samples])
+
+    def per_round_speed(self) -> list[float | None]:
+        """Samples/s of each round."""
+        return [s.samples_per_s for s in self.samples]
+
+    def per_round_ms(self) -> list[float | None]:
+        """Milliseconds per step of each round."""
+        return [s.ms_per_step for s in self.samples]
+
+    def _max(self, values: list[float | None]) -> float | None:
+        finite = [v for v in values if v is not None]
+        return max(finite) if finite else None
+
+    @property
+    def peak_mb(self) -> float | None:
+        """Highest peak memory over the warm-up and every round's segment."""
+        return self._max([self.warmup_peak_mb, *(s.peak_mb for s in self.samples)])
+
+    @property
+    def delta_mb(self) -> float | None:
+        """Largest excess of a segment's peak over the segment's start (the warm-up includes the optimizer state)."""
+        return self._max([self.warmup_delta_mb, *(s.delta_mb for s in self.samples)])
+
+    @property
+    def padded_length(self) -> float | None:
+        """Mean padded sequence length of the timed batches (over the rounds), or None."""
+        lengths = [s.padded_length for s in self.samples if s.padded_length is not None]
+        return sum(lengths) / len(lengths) if lengths else None
 
 
 def amortised_speed(num_samples: int, epochs: float, cache_seconds: float, cached_speed: float) -> float:
@@ -261,80 +303,70 @@ def amortised_speed(num_samples: int, epochs: float, cache_seconds: float, cache
     return work / (cache_seconds + work / cached_speed)
 
 
-@dataclass
-class Floor:
-    """A tracked ratio and the bound it must respect.
-
-    Attributes:
-        name: What the ratio compares.
-        op: ``">="`` or ``"<="``.
-        bound: The floor.
-        value: The measured ratio (None when an input row is missing).
-    """
-
-    name: str
-    op: str
-    bound: float
-    value: float | None = None
-
-    @property
-    def verdict(self) -> str:
-        """``PASS``, ``FAIL``, or ``n/a`` when the ratio could not be measured."""
-        if self.value is None or self.value != self.value:
-            return "n/a"
-        ok = self.value >= self.bound if self.op == ">=" else self.value <= self.bound
-        return "PASS" if ok else "FAIL"
-
-    def line(self) -> str:
-        """One printed line: ``name = value (floor op bound): verdict``."""
-        shown = "n/a" if self.value is None else f"{self.value:.3f}"
-        symbol = "≥" if self.op == ">=" else "≤"
-        return f"- {self.name} = {shown} (floor {symbol} {self.bound:g}): {self.verdict}"
+def amortised_row(key: str, label: str, num_samples: int, epochs: float, cache: Row, cached: Row) -> Row:
+    """Per round, the amortised speed from that round's cache build and that round's cached training speed."""
+    rates = per_round(
+        lambda seconds, speed: amortised_speed(num_samples, epochs, seconds, speed),
+        [s.seconds for s in cache.samples],
+        cached.per_round_speed(),
+    )
+    return Row(key, label, [Sample(0.0, 0, rate=float("nan") if r is None else r) for r in rates])
 
 
 # ---------------------------------------------------------------------------------------------------- timing
 
 
-def time_steps(
-    key: str, label: str, step: Step, batches: list[Batch], warmup: int, settings: Settings, note: str = ""
-) -> Result:
-    """Run ``step`` on ``batches[:warmup]`` untimed, then time it over ``batches[warmup:]``.
+def step_arm(
+    key: str,
+    label: str,
+    step: Step,
+    warm: list[Batch],
+    round_warm: list[Batch],
+    timed: list[Batch],
+    settings: Settings,
+    rows: dict[str, Row],
+) -> Arm:
+    """An interleaved arm that runs ``step`` on fixed batches.
+
+    Warm-up (once, before the first round): ``step`` on every batch of ``warm``. Each round: ``step`` on the batches
+    of ``round_warm`` untimed (the other arms ran in between: caches and freed memory come back), then timed over
+    ``timed``. Memory is metered over each segment (see :class:`MemoryMeter`).
 
     Args:
-        key: Result key.
-        label: Result label.
+        key: Row key.
+        label: Row label.
         step: One training step (or forward pass) on one batch.
-        batches: Pre-collated batches on the device.
-        warmup: Untimed leading batches.
+        warm: Untimed batches of the one-time warm-up.
+        round_warm: Untimed batches at the start of every round.
+        timed: The batches every round times.
         settings: Device settings (synchronisation).
-        note: Extra information for the report.
+        rows: Where the arm's :class:`Row` is created (with the warm-up segment's memory).
 
     Returns:
-        The timed window's samples, seconds and memory.
+        The arm.
     """
-    meter = MemoryMeter(settings.device)
-    meter.start()
-    for batch in batches[:warmup]:
-        step(batch)
-    timed = batches[warmup:]
-    settings.sync()
-    start = time.perf_counter()
-    for batch in timed:
-        step(batch)
-    settings.sync()
-    seconds = time.perf_counter() - start
-    peak, delta = meter.stop()
-    return Result(
-        key,
-        label,
-        samples=sum(len(b["labels"]) for b in timed),
-        seconds=seconds,
-        steps=len(timed),
-        peak_mb=peak,
-        delta_mb=delta,
-        padded_length=sum(b["input_ids"].shape[1] for b in timed) / max(len(timed), 1),
-        note=note,
-    )
+    row = rows.setdefault(key, Row(key, label))
+    padded = sum(b["input_ids"].shape[1] for b in timed) / max(len(timed), 1)
+    size = sum(len(b["labels"]) for b in timed)
+
+    def warmup() -> None:
+        meter = MemoryMeter(settings.device)
+        meter.start()
+        for batch in warm:
+            step(batch)
+        settings.sync()
+        row.warmup_peak_mb, row.warmup_delta_mb = meter.stop()
+
+    def measure() -> Sample:
+        meter = MemoryMeter(settings.device)
+        meter.start()
+        for batch in round_warm:
+            step(batch)
+        seconds = time_loop(step, timed, sync=settings.sync)
+        peak, delta = meter.stop()
+        return Sample(seconds, size, len(timed), peak, delta, padded)
+
+    return Arm(key, label, measure, warmup if warm else None)
 
 
 def make_optimizer(named_params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -638,24 +670,28 @@ class HFClock(TrainerCallback):
         self.window.end_step()
 
 
-def _window_result(key: str, label: str, window: _Window, shapes: list[tuple[int, int]], meter: MemoryMeter) -> Result:
+def _window_sample(window: _Window, shapes: list[tuple[int, int]], meter: MemoryMeter) -> Sample:
+    """The timed window of a framework run as a :class:`Sample` (sizes and padded lengths of the timed steps)."""
     timed = shapes[window.warmup : window.warmup + window.steps]
     peak, delta = meter.stop()
-    return Result(
-        key,
-        label,
-        samples=sum(b for b, _ in timed),
+    return Sample(
         seconds=window.seconds,
+        samples=sum(b for b, _ in timed),
         steps=len(timed),
         peak_mb=peak,
         delta_mb=delta,
         padded_length=sum(t for _, t in timed) / max(len(timed), 1),
-        note=f"threads seen in the loop: {sorted(window.threads)}",
     )
 
 
-def lightning_fit(distiller: BaseDistiller, dm: ClfDataModule, args: argparse.Namespace, settings: Settings) -> Result:
-    """``pl.Trainer.fit`` of ``distiller`` for ``warmup + steps`` steps on the data module's batches, timed."""
+def lightning_fit(
+    distiller: BaseDistiller, dm: ClfDataModule, args: argparse.Namespace, settings: Settings
+) -> tuple[Sample, str]:
+    """``pl.Trainer.fit`` of ``distiller`` for ``warmup + steps`` steps on the data module's batches, timed.
+
+    Returns:
+        The timed window and a note (the thread counts seen in the loop).
+    """
     clock = LightningClock(args.warmup, args.steps, settings)
     trainer = step_trainer(
         args.warmup + args.steps,
@@ -668,7 +704,7 @@ def lightning_fit(distiller: BaseDistiller, dm: ClfDataModule, args: argparse.Na
     meter.start()
     trainer.fit(distiller, datamodule=dm)
     shapes = list(zip(clock.sizes, clock.lengths, strict=True))
-    return _window_result("pl_kd_cache", "Lightning fit: logit KD + cache, length-grouped", clock.window, shapes, meter)
+    return _window_sample(clock.window, shapes, meter), f"threads seen in the loop: {sorted(clock.window.threads)}"
 
 
 def hf_recipe_train(
@@ -677,8 +713,11 @@ def hf_recipe_train(
     dm: ClfDataModule,
     args: argparse.Namespace,
     settings: Settings,
-) -> Result:
+) -> tuple[Sample, str]:
     """``KDRecipeTrainer.train()`` for ``warmup + steps`` steps on random batches of the same training data, timed.
+
+    Returns:
+        The timed window and a note (threads seen in the loop, the HF-reported speed of the whole ``train()``).
 
     Raises:
         ImportError: When ``accelerate`` (required by ``transformers.Trainer``) is missing.
@@ -718,12 +757,13 @@ def hf_recipe_train(
         meter = MemoryMeter(settings.device)
         meter.start()
         output = trainer.train()
-    result = _window_result(
-        "hf_recipe", "HF Trainer.train: recipe, random batches", clock.window, trainer.batch_shapes, meter
-    )
+    sample = _window_sample(clock.window, trainer.batch_shapes, meter)
     reported = output.metrics.get("train_samples_per_second")
-    result.note += f"; HF-reported train_samples_per_second (whole train(), setup and warm-up included): {reported}"
-    return result
+    note = (
+        f"threads seen in the loop: {sorted(clock.window.threads)}; HF-reported train_samples_per_second (whole "
+        f"train(), setup and warm-up included): {reported}"
+    )
+    return sample, note
 
 
 # ---------------------------------------------------------------------------------------------------- driver
@@ -737,8 +777,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tokenizer", help="tokenizer (default: the teacher's)")
     p.add_argument("--student-layers", nargs="+", type=int, default=[0, 5], help="teacher layers kept in the student")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100, help="timed steps per row")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps before each row's timed steps")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds: every configuration is timed once per round"
+    )
+    p.add_argument("--steps", type=int, default=100, help="timed steps per configuration per round")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps per configuration, once before round 1")
+    p.add_argument(
+        "--round-warmup", type=int, default=1, help="untimed steps per configuration at the start of every round"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads value (fixed for all rows)")
     p.add_argument("--max-train-samples", type=int, help="seeded subset of the training data (N)")
     p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens")
@@ -755,8 +801,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     problems = [
         f"--{name.replace('_', '-')}={getattr(args, name)}: expected {want}"
         for name, want, ok in (
+            ("rounds", "an integer >= 1", args.rounds >= 1),
             ("steps", "an integer >= 1", args.steps >= 1),
             ("warmup", "an integer >= 0", args.warmup >= 0),
+            ("round_warmup", "an integer >= 0", args.round_warmup >= 0),
             ("threads", "an integer >= 1", args.threads >= 1),
             ("batch_size", "an integer >= 1", args.batch_size >= 1),
         )
@@ -812,21 +860,23 @@ def without_cache(batches: list[Batch]) -> list[Batch]:
 
 @dataclass
 class Bench:
-    """Everything the rows share: options, device settings, data, teacher, and the results so far.
+    """Everything the arms share: options, device settings, data, teacher, and the rows.
 
     Attributes:
         args: Command-line options.
         settings: Device settings.
         dm: The data module (length-grouped batches, teacher-logit cache).
         teacher: The teacher, frozen, on the device.
-        rows: Results in table order.
+        rows: Rows by key, in table order.
+        load: ``os.getloadavg()`` at the start of the measurement (None where unavailable).
     """
 
     args: argparse.Namespace
     settings: Settings
     dm: ClfDataModule
     teacher: PreTrainedModel
-    rows: list[Result]
+    rows: dict[str, Row] = field(default_factory=dict)
+    load: tuple[float, float, float] | None = None
 
     def student(self, eager: bool = False) -> PreTrainedModel:
         """A fresh student (the teacher's ``--student-layers``), seeded, on the device."""
@@ -850,19 +900,14 @@ class Bench:
         """AdamW with the project's parameter groups."""
         return make_optimizer(named_params, self.args.lr, self.args.weight_decay)
 
-    def add(self, result: Result) -> Result:
-        """Record a row (and show progress on stderr)."""
-        self.rows.append(result)
-        print(f"[{result.key}] {result.samples_per_s:.1f} samples/s", file=sys.stderr, flush=True)
-        return result
-
-    def get(self, key: str) -> Result | None:
+    def get(self, key: str) -> Row | None:
         """The row with this key, if it was measured."""
-        return next((r for r in self.rows if r.key == key), None)
+        return self.rows.get(key)
 
-    def timed(self, key: str, label: str, step: Step, batches: list[Batch]) -> Result:
-        """Time ``step`` over the fixed batches and record the row."""
-        return self.add(time_steps(key, label, step, batches, self.args.warmup, self.settings))
+    @property
+    def num_train(self) -> int:
+        """Training examples per epoch (``N``)."""
+        return len(self.dm.raw["train"])
 
 
 def setup_bench(args: argparse.Namespace) -> Bench:
@@ -885,13 +930,19 @@ def setup_bench(args: argparse.Namespace) -> Bench:
     dm.setup()
     teacher = load_classifier(args.teacher, num_labels=dm.num_labels)
     teacher = teacher.to(settings.device).eval().requires_grad_(False)
-    return Bench(args, settings, dm, teacher, [])
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return Bench(args, settings, dm, teacher, load=load)
 
 
-def measure_cache_build(bench: Bench) -> float:
-    """Build the teacher-logit cache once, afresh, and record its cost; returns the seconds it took."""
+def build_teacher_cache(bench: Bench) -> Sample:
+    """Build the teacher-logit cache of every split afresh (empty temporary store) and time it.
+
+    The data module skips a rebuild for a teacher it has already labelled, so the record of that is dropped first:
+    every call really runs the teacher over all splits.
+    """
     dm, settings = bench.dm, bench.settings
     count = sum(len(split) for split in dm.raw.values())
+    vars(dm).pop("_teacher_key", None)  # ClfDataModule.add_teacher_logits returns early for a known teacher
     meter = MemoryMeter(settings.device)
     with fresh_teacher_cache():
         meter.start()
@@ -902,58 +953,64 @@ def measure_cache_build(bench: Bench) -> float:
         settings.sync()
         seconds = time.perf_counter() - start
         peak, delta = meter.stop()
-    label = f"teacher-logit cache build (one-time: {seconds:.2f} s for {count} examples, all splits)"
-    bench.add(Result("cache_build", label, count, seconds, 0, peak, delta))
-    return seconds
+    return Sample(seconds, count, 0, peak, delta)
 
 
-def measure_steps(bench: Bench, cache_seconds: float) -> None:
-    """The step rows, all on the same pre-collated batches."""
-    a, settings = bench.args, bench.settings
-    cached = fixed_batches(bench.dm, a.warmup + a.steps, settings.device)
+def step_arms(bench: Bench) -> list[Arm]:
+    """The step arms, all on the same pre-collated batches (with and without cached teacher logits)."""
+    a, settings, rows = bench.args, bench.settings, bench.rows
+    split = max(a.warmup, a.round_warmup)
+    cached = fixed_batches(bench.dm, split + a.steps, settings.device)
     plain = without_cache(cached)
-    num_train = len(bench.dm.raw["train"])
 
-    bench.timed(
-        "teacher_fwd", "teacher forward (inference_mode, eval)", teacher_forward_step(bench.teacher, settings), plain
-    )
+    def arm(key: str, label: str, step: Step, with_cache: bool = False) -> Arm:
+        batches = cached if with_cache else plain
+        warm, round_warm, timed = batches[: a.warmup], batches[: a.round_warmup], batches[split:]
+        return step_arm(key, label, step, warm, round_warm, timed, settings, rows)
+
+    arms = [arm("teacher_fwd", "teacher forward (inference_mode, eval)", teacher_forward_step(bench.teacher, settings))]
 
     model = bench.student()
     step = student_ce_step(model, bench.optimizer(model.named_parameters()), settings)
-    bench.timed("student_ce", "student step alone (CE)", step, plain)
+    arms.append(arm("student_ce", "student step alone (CE)", step))
 
     model = bench.student()
     opt = bench.optimizer(model.named_parameters())
     step = recipe_step(model, bench.teacher, opt, a.alpha, a.temperature, settings)
-    bench.timed("recipe_step", "recipe step: α·CE + (1-α)·T²·KL, teacher no_grad", step, plain)
+    arms.append(arm("recipe_step", "recipe step: α·CE + (1-α)·T²·KL, teacher no_grad", step))
 
-    for key, label, use_cache, batches in (
-        ("kd_nocache", "logit KD (BaseDistiller), no cache", False, plain),
-        ("kd_cache", "logit KD (BaseDistiller), cached teacher logits", True, cached),
+    for key, label, use_cache in (
+        ("kd_nocache", "logit KD (BaseDistiller), no cache", False),
+        ("kd_cache", "logit KD (BaseDistiller), cached teacher logits", True),
     ):
         distiller = bench.distiller(["LogitKD"], cache_teacher_outputs=use_cache)
         distiller.use_teacher_cache = use_cache  # what setup() decides when a Lightning Trainer runs it
         step = distiller_step(distiller, bench.optimizer(distiller_params(distiller)), settings)
-        bench.timed(key, label, step, batches)
-    for epochs in (1, 3):
-        speed = amortised_speed(num_train, epochs, cache_seconds, bench.get("kd_cache").samples_per_s)
-        label = f"logit KD + cache, amortised over {epochs} epoch(s) of N={num_train} (incl. cache build)"
-        bench.add(Result(f"kd_cache_amort{epochs}", label, 0, 0.0, rate=speed))
+        arms.append(arm(key, label, step, with_cache=use_cache))
 
     mix = [*INTER, "LogitKD"]
-    distiller = bench.distiller(mix)
+    # The hooks arm gets its own teacher copy: its taps stay on it for the whole interleaved run.
+    distiller = bench.distiller(mix, teacher=copy.deepcopy(bench.teacher))
     step = distiller_step(distiller, bench.optimizer(distiller_params(distiller)), settings)
-    bench.timed("mix_hooks", "mix-step (hooks): " + " + ".join(mix), step, plain)
-    distiller.remove_taps()  # the teacher is shared with the other rows
+    arms.append(arm("mix_hooks", "mix-step (hooks): " + " + ".join(mix), step))
 
     distiller = bench.distiller(mix, teacher=eager_copy(bench.teacher))
     distiller.remove_taps()  # taps come from the eager outputs only
 
-    def distill(batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def distill(batch: Batch, distiller: BaseDistiller = distiller) -> tuple[dict, torch.Tensor, torch.Tensor]:
         return eager_distill(distiller, batch)
 
     step = distiller_step(distiller, bench.optimizer(distiller_params(distiller)), settings, distill=distill)
-    bench.timed("mix_eager", "mix-step (eager output_attentions/hidden_states)", step, plain)
+    arms.append(arm("mix_eager", "mix-step (eager output_attentions/hidden_states)", step))
+    return arms
+
+
+def cache_arm(bench: Bench) -> Arm:
+    """The one-time teacher-logit cache build, repeated afresh every round (it was built once, untimed, at setup)."""
+    count = sum(len(split) for split in bench.dm.raw.values())
+    label = f"teacher-logit cache build (one-time cost, {count} examples, all splits), s"
+    bench.rows.setdefault("cache_build", Row("cache_build", label))
+    return Arm("cache_build", label, lambda: build_teacher_cache(bench))
 
 
 @contextlib.contextmanager
@@ -972,42 +1029,80 @@ def quiet_frameworks() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def measure_end_to_end(bench: Bench, cache_seconds: float) -> None:
-    """Lightning ``fit`` of cached logit KD (length-grouped) and the recipe's HF ``Trainer.train`` (random batches)."""
-    a = bench.args
-    num_train = len(bench.dm.raw["train"])
-    with quiet_frameworks():
-        distiller = bench.distiller(["LogitKD"], cache_teacher_outputs=True)
-        result = bench.add(lightning_fit(distiller, bench.dm, a, bench.settings))
-        if not distiller.use_teacher_cache:
-            result.note += "; WARNING: the teacher-logit cache was not used"
-        speed = amortised_speed(num_train, 3, cache_seconds, result.samples_per_s)
-        label = f"Lightning fit: logit KD + cache, amortised over 3 epochs of N={num_train} (incl. cache build)"
-        bench.add(Result("pl_kd_cache_amort3", label, 0, 0.0, rate=speed))
+def end_to_end_arms(bench: Bench) -> list[Arm]:
+    """Lightning ``fit`` of cached logit KD (length-grouped) and the recipe's HF ``Trainer.train`` (random batches).
+
+    Each round runs a whole framework loop with a fresh student (``warmup`` untimed steps, then ``steps`` timed).
+    The HF arm is left out, with a skipped row, when ``accelerate`` is missing.
+    """
+    a, settings, rows = bench.args, bench.settings, bench.rows
+    pl_row = rows.setdefault("pl_kd_cache", Row("pl_kd_cache", "Lightning fit: logit KD + cache, length-grouped"))
+
+    def measure_pl() -> Sample:
+        with quiet_frameworks():
+            distiller = bench.distiller(["LogitKD"], cache_teacher_outputs=True)
+            sample, note = lightning_fit(distiller, bench.dm, a, settings)
         torch.set_num_threads(a.threads)
-        try:
-            bench.add(hf_recipe_train(bench.student(), bench.teacher, bench.dm, a, bench.settings))
-        except ImportError as exc:
-            print(f"HF Trainer run skipped: {exc}", file=sys.stderr)
-            bench.rows.append(Result("hf_recipe", "HF Trainer.train: recipe (skipped)", 0, 0.0, note=f"skipped: {exc}"))
+        pl_row.note = note if distiller.use_teacher_cache else note + "; WARNING: the teacher-logit cache was not used"
+        return sample
+
+    arms = [Arm("pl_kd_cache", pl_row.label, measure_pl)]
+    if importlib.util.find_spec("accelerate") is None:
+        rows["hf_recipe"] = Row(
+            "hf_recipe", "HF Trainer.train: recipe (skipped)", note="skipped: transformers.Trainer needs accelerate"
+        )
+        return arms
+    hf_row = rows.setdefault("hf_recipe", Row("hf_recipe", "HF Trainer.train: recipe, random batches"))
+
+    def measure_hf() -> Sample:
+        with quiet_frameworks():
+            sample, hf_row.note = hf_recipe_train(bench.student(), bench.teacher, bench.dm, a, settings)
         torch.set_num_threads(a.threads)
+        return sample
+
+    arms.append(Arm("hf_recipe", hf_row.label, measure_hf))
+    return arms
+
+
+def derived_rows(bench: Bench) -> None:
+    """Amortised speeds, per round, from that round's cache build and cached training speed."""
+    rows, n = bench.rows, bench.num_train
+    cache = rows["cache_build"]
+    derived: dict[str, Row] = {}
+    for epochs in (1, 3):
+        label = f"logit KD + cache, amortised over {epochs} epoch(s) of N={n} (incl. cache build)"
+        derived[f"kd_cache_amort{epochs}"] = amortised_row(
+            f"kd_cache_amort{epochs}", label, n, epochs, cache, rows["kd_cache"]
+        )
+    if "pl_kd_cache" in rows:
+        label = f"Lightning fit: logit KD + cache, amortised over 3 epochs of N={n} (incl. cache build)"
+        derived["pl_kd_cache_amort3"] = amortised_row("pl_kd_cache_amort3", label, n, 3, cache, rows["pl_kd_cache"])
+    order = [
+        "cache_build", "teacher_fwd", "student_ce", "recipe_step", "kd_nocache", "kd_cache", "kd_cache_amort1",
+        "kd_cache_amort3", "mix_hooks", "mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe",
+    ]  # fmt: skip
+    merged = {**rows, **derived}
+    bench.rows = {k: merged[k] for k in order if k in merged} | {k: v for k, v in merged.items() if k not in order}
 
 
 def tracked_ratios(bench: Bench) -> list[Floor]:
-    """The ratios the project tracks, with their floors."""
+    """The ratios the project tracks, each computed in every round, with their floors."""
+    rows = bench.rows
 
-    def ms(key: str) -> float | None:
-        row = bench.get(key)
-        return row.ms_per_step if row is not None else None
+    def ms(key: str) -> list[float | None] | None:
+        row = rows.get(key)
+        return row.per_round_ms() if row is not None and row.samples else None
 
-    def speed(key: str) -> float | None:
-        row = bench.get(key)
-        return None if row is None or row.samples_per_s != row.samples_per_s else row.samples_per_s
+    def speed(key: str) -> list[float | None] | None:
+        row = rows.get(key)
+        return row.per_round_speed() if row is not None and row.samples else None
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
+    def ratio(num: list | None, den: list | None) -> list[float | None]:
+        return [] if num is None or den is None else per_round(lambda x, y: x / y, num, den)
 
-    parts = (ms("teacher_fwd"), ms("student_ce"))
+    teacher, student = ms("teacher_fwd"), ms("student_ce")
+    parts = None if teacher is None or student is None else per_round(lambda x, y: x + y, teacher, student)
+    cuda = bench.settings.device.type == "cuda"
     return [
         Floor(
             "logit KD (cache, over 3 epochs, Lightning end-to-end) / recipe (HF Trainer end-to-end) samples/s",
@@ -1015,27 +1110,39 @@ def tracked_ratios(bench: Bench) -> list[Floor]:
             2.0,
             ratio(speed("pl_kd_cache_amort3"), speed("hf_recipe")),
         ),
+        Floor("cached logit-KD step / student step time", "<=", 1.05, ratio(ms("kd_cache"), student)),
         Floor(
             "logit-KD step without cache / (teacher forward + student step) time",
             "<=",
             1.1,
-            ratio(ms("kd_nocache"), None if None in parts else sum(parts)),
+            ratio(ms("kd_nocache"), parts),
         ),
         Floor("mix-step (hooks) / logit-KD step (no cache) time", "<=", 1.25, ratio(ms("mix_hooks"), ms("kd_nocache"))),
-        Floor("eager-fed mix-step / hooks mix-step time", ">=", 1.15, ratio(ms("mix_eager"), ms("mix_hooks"))),
+        Floor(
+            "mix-step (hooks) / eager-fed mix-step time",
+            "<=",
+            round(1 / 1.15, 3) if cuda else 1.0,
+            ratio(ms("mix_hooks"), ms("mix_eager")),
+            note="CUDA: hooks ≥ 1.15× faster" if cuda else "CPU: hooks no slower",
+        ),
     ]
 
 
+def _load_text(load: tuple[float, float, float] | None) -> str:
+    return "n/a" if load is None else " ".join(f"{x:.2f}" for x in load)
+
+
 def header(bench: Bench) -> dict[str, Any]:
-    """What the numbers depend on: data, sizes, threads, versions, hardware."""
+    """What the numbers depend on: data, sizes, rounds, threads, machine load, versions, hardware."""
     a, device, teacher = bench.args, bench.settings.device, bench.teacher
     fixed = bench.get("teacher_fwd")
     return {
         "dataset": str(a.dataset),
-        "train examples (N)": len(bench.dm.raw["train"]),
+        "train examples (N)": bench.num_train,
         "batch size": a.batch_size,
-        "steps": a.steps,
-        "warmup": a.warmup,
+        "rounds": a.rounds,
+        "timed steps per configuration per round": a.steps,
+        "warm-up steps (once per configuration / at each round's start)": f"{a.warmup} / {a.round_warmup}",
         "threads": torch.get_num_threads(),
         "precision": a.precision,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
@@ -1043,7 +1150,8 @@ def header(bench: Bench) -> dict[str, Any]:
         "transformers": transformers.__version__,
         "pytorch_lightning": pl.__version__,
         "CPU": f"{cpu_model()} ({os.cpu_count()} logical CPUs)",
-        "load average at end": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+        "load average (1/5/15 min) at start": _load_text(bench.load),
+        "load average (1/5/15 min) at end": _load_text(os.getloadavg() if hasattr(os, "getloadavg") else None),
         "teacher": f"{a.teacher} ({teacher.config.num_hidden_layers} layers, {teacher.config._attn_implementation})",
         "student layers": a.student_layers,
         "alpha / T": f"{a.alpha} / {a.temperature}",
@@ -1053,18 +1161,34 @@ def header(bench: Bench) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every row and compute the ratios.
+    """Build every arm, measure them in interleaved rounds, derive the amortised rows and the ratios.
 
     Returns:
-        ``{"header": {...}, "rows": [Result, ...], "floors": [Floor, ...], "memory": str}``.
+        ``{"header": {...}, "rows": [Row, ...], "floors": [Floor, ...], "memory": str}``.
     """
     bench = setup_bench(args)
-    cache_seconds = measure_cache_build(bench)
-    measure_steps(bench, cache_seconds)
+    stderr_progress("building the teacher-logit cache once (untimed) for the cached batches")
+    build_teacher_cache(bench)
+    arms = [cache_arm(bench), *step_arms(bench)]
     if not args.skip_e2e:
-        measure_end_to_end(bench, cache_seconds)
+        arms += end_to_end_arms(bench)
+    run_rounds_into(bench, arms)
+    derived_rows(bench)
     memory = MemoryMeter(bench.settings.device).kind
-    return {"header": header(bench), "rows": bench.rows, "floors": tracked_ratios(bench), "memory": memory}
+    return {
+        "header": header(bench),
+        "rows": list(bench.rows.values()),
+        "floors": tracked_ratios(bench),
+        "memory": memory,
+    }
+
+
+def run_rounds_into(bench: Bench, arms: list[Arm]) -> None:
+    """Run the interleaved rounds and store each arm's samples in its row."""
+    torch.set_num_threads(bench.args.threads)
+    samples = run_rounds(arms, bench.args.rounds, progress=stderr_progress)
+    for arm in arms:
+        bench.rows.setdefault(arm.key, Row(arm.key, arm.label)).samples = samples[arm.key]
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -1072,22 +1196,28 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The header, the Markdown table, notes and the ratio lines as text."""
-    lines = [f"# Training throughput ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    """The header, the Markdown table (medians over rounds, min–max in brackets), notes and the ratio lines."""
+    lines = [f"# Training throughput, interleaved rounds ({time.strftime('%Y-%m-%d %H:%M')})", ""]
     lines += [f"- {k}: {v}" for k, v in report["header"].items()]
     lines += [
         "",
-        "| config | samples/s | ms/step | peak mem MB | Δ mem MB |",
+        "| config | samples/s, median (min–max) | ms/step, median (min–max) | peak mem MB | Δ mem MB |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
-        speed = "skipped" if r.samples_per_s != r.samples_per_s else _fmt(r.samples_per_s)
-        lines.append(f"| {r.label} | {speed} | {_fmt(r.ms_per_step)} | {_fmt(r.peak_mb, 0)} | {_fmt(r.delta_mb, 0)} |")
+        if r.key == "cache_build":
+            seconds = Spread.of([s.seconds for s in r.samples])
+            speed = f"{seconds.text(2)} s" if r.samples else "skipped"
+            lines.append(f"| {r.label} | {speed} | — | {_fmt(r.peak_mb, 0)} | {_fmt(r.delta_mb, 0)} |")
+            continue
+        speed = r.speed.text() if r.samples else "skipped"
+        lines.append(f"| {r.label} | {speed} | {r.ms.text()} | {_fmt(r.peak_mb, 0)} | {_fmt(r.delta_mb, 0)} |")
     lines += [
         "",
-        f"Memory: {report['memory']} during the row (peak) and its excess over the row's start (Δ), MiB.",
-        "Step rows: identical pre-collated batches on the device, plain Python loop; end-to-end rows include data "
-        "loading and each framework's loop.",
+        f"Memory: {report['memory']}, highest over the one-time warm-up and every round (peak), and the largest excess "
+        "of a segment's peak over its start (Δ), MiB.",
+        "Step rows: identical pre-collated batches on the device, plain Python loop, every configuration once per "
+        "round (A B C … A B C …); end-to-end rows include data loading and each framework's loop.",
     ]
     for r in report["rows"]:
         extra = (
@@ -1099,13 +1229,31 @@ def format_report(report: dict[str, Any]) -> str:
             extra.append(r.note)
         if extra:
             lines.append(f"- {r.key}: {'; '.join(extra)}")
-    lines += ["", "Ratios:"]
+    lines += ["", "Ratios (computed in each round; median over rounds, min–max, and how many rounds hold the floor):"]
     lines += [f.line() for f in report["floors"]]
     return "\n".join(lines)
 
 
+def _json_row(row: Row) -> dict[str, Any]:
+    def clean(value: float | None) -> float | None:
+        return None if value is None or value != value else value
+
+    return {
+        "key": row.key,
+        "label": row.label,
+        "note": row.note,
+        "samples_per_s": {"median": row.speed.median, "min": row.speed.low, "max": row.speed.high},
+        "ms_per_step": {"median": row.ms.median, "min": row.ms.low, "max": row.ms.high},
+        "peak_mb": row.peak_mb,
+        "delta_mb": row.delta_mb,
+        "rounds": [
+            {**asdict(s), "samples_per_s": clean(s.samples_per_s), "ms_per_step": s.ms_per_step} for s in row.samples
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark, print the report, optionally write JSON; returns the report."""
+    """Run the benchmark, print the report, optionally write JSON (atomically); returns the report."""
     args = parse_args(argv)
     report = run(args)
     print(format_report(report))
@@ -1114,18 +1262,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         payload = {
             "header": report["header"],
             "memory": report["memory"],
-            "rows": [
+            "rows": [_json_row(r) for r in report["rows"]],
+            "floors": [
                 {
-                    **asdict(r),
-                    "samples_per_s": speed if (speed := r.samples_per_s) == speed else None,
-                    "ms_per_step": r.ms_per_step,
+                    "name": f.name,
+                    "op": f.op,
+                    "bound": f.bound,
+                    "per_round": f.values,
+                    "median": f.value,
+                    "min": f.spread.low,
+                    "max": f.spread.high,
+                    "rounds_agreeing": f.agreed,
+                    "rounds": f.spread.n,
+                    "verdict": f.verdict,
                 }
-                for r in report["rows"]
+                for f in report["floors"]
             ],
-            "floors": [{**asdict(f), "verdict": f.verdict} for f in report["floors"]],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+        os.replace(tmp, args.json)
     return report
 
 

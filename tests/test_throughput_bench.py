@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.interleave import Arm, Floor, Sample, Spread, per_round, run_rounds
 from helper.distiller import BaseDistiller
 from tests.adaptors.helpers import make_batch
 from tests.conftest import REPO_ROOT, tiny_bert
@@ -19,6 +22,7 @@ sys.modules[_spec.name] = bench  # dataclasses resolve their module by name
 _spec.loader.exec_module(bench)
 
 MIX = [*bench.INTER, "LogitKD"]
+CPU = bench.Settings(torch.device("cpu"))
 
 
 @pytest.fixture
@@ -80,26 +84,137 @@ def test_eager_distiller_step_trains_student_and_projection(batch):
     assert all(p.grad is None for p in distiller.student.parameters())  # zero_grad(set_to_none=True) ran
 
 
-def test_time_steps_times_only_after_warmup():
-    calls = []
-    batches = [{"labels": torch.zeros(n), "input_ids": torch.zeros(n, 3 + n)} for n in (2, 3, 4, 5, 6)]
-    result = bench.time_steps("k", "label", calls.append, batches, 2, bench.Settings(torch.device("cpu")))
-    assert len(calls) == 5
-    assert result.samples == 4 + 5 + 6 and result.steps == 3 and result.seconds > 0
-    assert result.padded_length == pytest.approx((7 + 8 + 9) / 3)
-    assert result.ms_per_step == pytest.approx(1000 * result.seconds / 3)
-    assert result.peak_mb is not None and result.peak_mb >= result.delta_mb >= 0
+class FakeMachine:
+    """A clock that only moves when work is done, at a speed that drifts from round to round."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slowdown = 1.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def work(self, cost: float) -> None:
+        self.now += cost * self.slowdown
 
 
-def test_amortised_speed_and_floors():
+def test_run_rounds_warms_each_arm_once_then_alternates():
+    log: list[str] = []
+
+    def arm(key: str) -> Arm:
+        return Arm(key, key, lambda: log.append(key) or Sample(1.0, 10, 2), lambda: log.append(f"warm {key}"))
+
+    messages: list[str] = []
+    out = run_rounds([arm("A"), arm("B"), arm("C")], 3, progress=messages.append)
+    assert log == ["warm A", "warm B", "warm C", *(["A", "B", "C"] * 3)]
+    assert list(out) == ["A", "B", "C"] and all(len(v) == 3 for v in out.values())
+    assert sum("[round 3/3]" in m for m in messages) == 3
+    with pytest.raises(ValueError, match="rounds=0"):
+        run_rounds([arm("A")], 0)
+    with pytest.raises(ValueError, match=r"repeated: \['A'\]"):
+        run_rounds([arm("A"), arm("A")], 1)
+
+
+def test_per_round_ratios_cancel_a_drifting_machine():
+    machine = FakeMachine()
+    slowdowns = iter([1.0, 1.0, 3.0, 3.0, 0.5, 0.5, 2.0, 2.0, 1.5, 1.5])  # the machine changes between rounds
+
+    def arm(key: str, cost: float) -> Arm:
+        def measure() -> Sample:
+            machine.slowdown = next(slowdowns)
+            seconds = bench.time_loop(lambda _: machine.work(cost), range(4), clock=machine.clock)
+            return Sample(seconds, 4 * 8, 4)
+
+        return Arm(key, key, measure)
+
+    out = run_rounds([arm("fast", 1.0), arm("slow", 1.1)], 5)
+    fast = [s.ms_per_step for s in out["fast"]]
+    slow = [s.ms_per_step for s in out["slow"]]
+    assert fast == pytest.approx([1000, 3000, 500, 2000, 1500])  # the drift itself: a factor 6 between rounds
+    ratios = per_round(lambda a, b: a / b, slow, fast)
+    assert ratios == pytest.approx([1.1] * 5)  # ...cancels inside each round
+    assert Floor("slow / fast", "<=", 1.2, ratios).verdict == "PASS"
+    tight = Floor("slow / fast", "<=", 1.05, ratios)
+    assert tight.verdict == "FAIL" and tight.agreed == 0
+    assert "0/5 rounds agree" in tight.line() and "1.100" in tight.line()
+
+
+def test_floor_passes_only_when_the_median_holds_and_counts_agreeing_rounds():
+    holds = Floor("r", "<=", 1.0, [0.9, 1.3, 1.0, 1.2, 0.95])
+    assert holds.value == pytest.approx(1.0) and holds.verdict == "PASS" and holds.agreed == 3
+    assert "3/5 rounds agree" in holds.line() and "rounds 0.900–1.300" in holds.line()
+    fails = Floor("r", "<=", 1.0, [1.01, 0.9, 1.2, 1.3, 1.0])
+    assert fails.value == pytest.approx(1.01) and fails.verdict == "FAIL" and fails.agreed == 2
+    at_least = Floor("r", ">=", 2.0, [2.5, 1.9, 2.1, None])  # a round without the inputs is left out
+    assert at_least.value == pytest.approx(2.1) and at_least.verdict == "PASS" and at_least.agreed == 2
+    assert "2/3 rounds agree" in at_least.line()
+    assert Floor("r", "<=", 1.1, [None, None]).verdict == "n/a"
+    assert Floor("r", "<=", 1.1).line().endswith("n/a")
+    with pytest.raises(ValueError, match="op='<'"):
+        Floor("r", "<", 1.0)
+
+
+def test_spread_median_min_max_iqr_and_per_round_gaps():
+    spread = Spread.of([5.0, 1.0, float("nan"), 3.0, None, 2.0, 4.0])
+    assert spread.n == 5 and spread.median == 3.0 and (spread.low, spread.high) == (1.0, 5.0)
+    assert spread.iqr == pytest.approx((2.0, 4.0))
+    assert spread.text() == "3.0 (1.0–5.0)" and Spread.of([]).text() == "—" and Spread.of([2.0]).iqr is None
+    assert per_round(lambda a, b: a / b, [2.0, None, 3.0, 1.0], [1.0, 1.0, float("nan"), 0.0]) == [
+        2.0,
+        None,
+        None,
+        None,
+    ]
+    with pytest.raises(ValueError, match="differ in length"):
+        per_round(lambda a, b: a / b, [1.0], [1.0, 2.0])
+
+
+def test_step_arm_warms_up_once_rewarms_each_round_and_times_the_same_batches():
+    seen: list[int] = []
+    batches = [{"labels": torch.zeros(n), "input_ids": torch.zeros(n, 3 + n), "id": n} for n in (2, 3, 4, 5, 6)]
+    rows: dict = {}
+    arm = bench.step_arm("k", "label", lambda b: seen.append(b["id"]), batches[:2], batches[:1], batches[2:], CPU, rows)
+    out = run_rounds([arm], 2)
+    assert seen == [2, 3] + [2, 4, 5, 6] * 2  # one-time warm-up, then per round: 1 untimed + the 3 timed batches
+    sample = out["k"][0]
+    assert sample.samples == 4 + 5 + 6 and sample.steps == 3 and sample.seconds > 0
+    assert sample.padded_length == pytest.approx((7 + 8 + 9) / 3)
+    assert sample.ms_per_step == pytest.approx(1000 * sample.seconds / 3)
+    row = rows["k"]
+    assert row.warmup_peak_mb is not None and row.warmup_peak_mb >= row.warmup_delta_mb >= 0
+    no_warmup = bench.step_arm("n", "label", lambda b: None, [], [], batches, CPU, rows)
+    assert no_warmup.warmup is None
+
+
+def test_amortised_speed_per_round_and_tracked_ratios_per_round():
     assert bench.amortised_speed(1000, 3, 0.0, 50.0) == pytest.approx(50.0)
     # 3000 samples at 100/s = 30 s, plus 10 s of cache build -> 75 samples/s
     assert bench.amortised_speed(1000, 3, 10.0, 100.0) == pytest.approx(75.0)
-    assert bench.Floor("r", ">=", 2.0, 2.0).verdict == "PASS"
-    assert bench.Floor("r", ">=", 2.0, 1.9).verdict == "FAIL"
-    assert bench.Floor("r", "<=", 1.1, 1.2).verdict == "FAIL"
-    assert bench.Floor("r", "<=", 1.1, None).verdict == "n/a"
-    assert "PASS" in bench.Floor("r", "<=", 1.25, 1.0).line()
+    cache = bench.Row("cache_build", "cache", [Sample(10.0, 1000), Sample(30.0, 1000)])
+    cached = bench.Row("kd_cache", "kd", [Sample(10.0, 1000, 10), Sample(20.0, 1000, 10)])  # 100 then 50 samples/s
+    amortised = bench.amortised_row("a", "a", 1000, 3, cache, cached)
+    assert [s.samples_per_s for s in amortised.samples] == pytest.approx([75.0, 3000 / 90])
+
+    def row(key: str, ms: list[float]) -> bench.Row:
+        return bench.Row(key, key, [Sample(m / 1000 * 10, 320, 10) for m in ms])
+
+    rows = {
+        "teacher_fwd": row("teacher_fwd", [50, 100, 60]),
+        "student_ce": row("student_ce", [200, 400, 240]),
+        "kd_cache": row("kd_cache", [204, 408, 300]),  # 1.02, 1.02, 1.25
+        "kd_nocache": row("kd_nocache", [260, 520, 300]),
+        "mix_hooks": row("mix_hooks", [300, 600, 330]),
+        "mix_eager": row("mix_eager", [310, 590, 340]),
+    }
+    floors = {f.name.split(" / ")[0]: f for f in bench.tracked_ratios(SimpleNamespace(rows=rows, settings=CPU))}
+    kd_cache = floors["cached logit-KD step"]
+    assert kd_cache.values == pytest.approx([1.02, 1.02, 1.25]) and kd_cache.verdict == "PASS" and kd_cache.agreed == 2
+    no_cache = floors["logit-KD step without cache"]
+    assert no_cache.values == pytest.approx([260 / 250, 520 / 500, 1.0]) and no_cache.verdict == "PASS"
+    hooks = [f for f in floors.values() if "eager-fed" in f.name][0]
+    assert hooks.op == "<=" and hooks.bound == 1.0 and hooks.agreed == 2 and hooks.verdict == "PASS"
+    e2e = [f for f in floors.values() if "HF Trainer" in f.name][0]
+    assert e2e.values == [] and e2e.verdict == "n/a"  # no end-to-end rows measured
 
 
 def test_memory_meter_sees_a_cpu_allocation():
@@ -118,6 +233,7 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
     tiny_bert(layers=4, seed=0).save_pretrained(folder)
     args = ["--dataset", "demo", "--teacher", str(folder), "--tokenizer", minilm_path, "--student-layers", "0", "3"]
     args += ["--batch-size", "8", "--steps", "2", "--warmup", "1", "--max-train-samples", "32", "--max-length", "64"]
+    args += ["--rounds", "2", "--round-warmup", "1"]
     args += ["--threads", "1", "--json", str(tmp_path / "out.json")]  # 1 thread: quick even on a busy machine
     threads = torch.get_num_threads()
     try:
@@ -138,16 +254,20 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
         "mix_hooks",
     ]
     assert keys[9:] == ["mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe"]
-    steps = {r.key: r for r in report["rows"] if r.steps}
-    assert all(r.steps == 2 and r.samples == 16 for k, r in steps.items() if not k.startswith(("pl_", "hf_")))
-    assert steps["pl_kd_cache"].samples == 16 and "WARNING" not in steps["pl_kd_cache"].note
+    rows = {r.key: r for r in report["rows"]}
     accelerate = importlib.util.find_spec("accelerate") is not None
-    assert ("hf_recipe" in steps) == accelerate
-    measured = [f.value is not None for f in report["floors"]]
-    assert measured == [accelerate, True, True, True]
+    measured = [k for k, r in rows.items() if r.samples]
+    assert measured == [k for k in keys if accelerate or k != "hf_recipe"]
+    assert all(len(r.samples) == 2 for k, r in rows.items() if k in measured)  # two rounds each
+    steps = {k: r for k, r in rows.items() if r.samples and r.samples[0].steps}
+    assert all(s.steps == 2 and s.samples == 16 for r in steps.values() for s in r.samples)
+    assert "WARNING" not in rows["pl_kd_cache"].note
+    assert [len(f.values) for f in report["floors"]] == [2 if accelerate else 0, 2, 2, 2, 2]
     out = capsys.readouterr().out
-    assert (
-        "| config | samples/s | ms/step | peak mem MB | Δ mem MB |" in out
-        and out.count(": PASS") + out.count(": FAIL") + out.count(": n/a") == 4
+    assert "| config | samples/s, median (min–max) | ms/step, median (min–max) |" in out
+    assert out.count(": PASS") + out.count(": FAIL") + out.count(": n/a") == 5
+    payload = json.loads((tmp_path / "out.json").read_text())
+    assert len(payload["floors"]) == 5 and all(
+        len(f["per_round"]) == len(f_.values) for f, f_ in zip(payload["floors"], report["floors"], strict=True)
     )
-    assert (tmp_path / "out.json").is_file()
+    assert len(payload["rows"][1]["rounds"]) == 2
