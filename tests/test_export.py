@@ -265,3 +265,27 @@ class TestBadInput:
         assert main([str(tmp_path / "nope"), str(tmp_path / "out"), "--quantize", "fp16"]) == 2
         err = capsys.readouterr().err
         assert "--quantize='fp16'" in err and "does not exist" in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_minilm_student_on_sst2_int8_under_20_mb(tmp_path: Path) -> None:
+    """End to end on real data: a 2-layer, 384-wide student cut from the packaged MiniLM (word embeddings 11.7 M of its
+    15.6 M parameters) exports within 1e-4 of PyTorch, and its int8 file (embedding Gather included) is <= 20 MB."""
+    from helper.models import load_classifier, load_tokenizer, student_from_layers
+    from tests.conftest import shared_data
+
+    data = shared_data("sst2")
+    teacher = load_classifier("minilm", num_labels=2, id2label={0: "negative", 1: "positive"})
+    student = student_from_layers(teacher, [0, 5]).eval()
+    student.config.architectures = [type(student).__name__]
+    source = tmp_path / "student"
+    student.save_pretrained(source)
+    load_tokenizer("minilm").save_pretrained(source)
+    out = tmp_path / "student_onnx"
+    result = export_model(
+        source, out, dataset=str(data), max_samples=200, quantize="int8", max_drop=100.0, threads=1, batch_size=32
+    )
+    report = result.report
+    assert report["fp32"]["max_abs_diff"] <= 1e-4 and report["examples"] == 200
+    assert report["pytorch_size_mb"] == pytest.approx(62.5, abs=0.5)
+    assert report["int8"]["size_mb"] <= 20.0 and (out / INT8_FILE).stat().st_size <= 20e6
