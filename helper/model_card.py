@@ -209,7 +209,8 @@ def render_body(info: CardInfo) -> str:
     lines = [f"# {info.name}", "", f"{what}{data}, made with Transformer Distiller.", ""]
     if info.labels:
         lines += [f"Labels (in index order): {', '.join(f'`{n}`' for n in info.labels)}.", ""]
-    lines += ["## Model", "", "| parameters | size on disk | architecture |", "|---|---|---|"]
+    size_title = "size on disk (PyTorch weights)" if info.onnx else "size on disk"
+    lines += ["## Model", "", f"| parameters | {size_title} | architecture |", "|---|---|---|"]
     params = "–" if info.params is None else f"{info.params / 1e6:.2f} M"
     lines += [f"| {params} | {_mb(info.size_mb)} | {info.architecture or '–'} |", ""]
     recipe = _recipe_lines(info)
