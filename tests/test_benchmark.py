@@ -382,6 +382,13 @@ def test_onnx_rows_share_the_table_with_pytorch_rows(models: dict[str, str], onn
     assert (tmp_path / "bench" / "accuracy_vs_latency.png").is_file()
 
 
+def test_onnx_rows_with_tokenization_in_the_timing(onnx_export: Path) -> None:
+    (plain,) = run_benchmark([str(onnx_export)], "demo", **FAST)
+    (with_tok,) = run_benchmark([str(onnx_export)], "demo", include_tokenization=True, **FAST)
+    for key in ("accuracy", "f1_macro", "roc_auc"):
+        assert with_tok[key] == pytest.approx(plain[key], abs=1e-9), key
+
+
 def test_onnx_sessions_use_the_threads_setting(onnx_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import helper.export
 
