@@ -134,3 +134,43 @@ def test_same_config_and_seed_give_the_same_run_twice(teacher_root: Path, monkey
     assert first_metrics == second_metrics and "val_acc" in first_metrics
     for name, tensor in first_weights.items():
         assert torch.equal(second_weights[name], tensor), name
+
+
+def test_resume_restores_the_width_projection(tmp_path: Path, minilm_path: str):
+    """A checkpoint restores the adaptor's learned projection (it is not part of the exported student) exactly."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from data.data_module import ClfDataModule
+    from helper.checkpoint import HgCkptIO
+    from helper.distiller import BaseDistiller
+
+    dm = ClfDataModule("demo", tokenizer=minilm_path, batch_size=8, max_train_samples=32, max_eval_samples=8)
+    teacher = tiny_bert(layers=4, hidden=64, heads=4)
+
+    def distiller(seed: int) -> BaseDistiller:
+        torch.manual_seed(seed)  # the projection's random init
+        return BaseDistiller(teacher, tiny_bert(layers=2, hidden=32, heads=2, seed=seed), ["HidnTinyBERT"], dm, lr=1e-2)
+
+    def trainer(**kwargs) -> pl.Trainer:
+        return pl.Trainer(
+            logger=False, enable_progress_bar=False, enable_model_summary=False, plugins=[HgCkptIO()], **kwargs
+        )
+
+    trained = distiller(seed=1)
+    initial = trained.adaptors[0].proj.weight.detach().clone()
+    trainer(max_steps=3, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)]).fit(trained, dm)
+    saved = {k: v.detach().clone() for k, v in trained.adaptors.state_dict().items()}
+    assert not torch.equal(saved["0.proj.weight"], initial)  # it trained
+
+    resumed = distiller(seed=2)
+    assert not torch.equal(resumed.adaptors[0].proj.weight, saved["0.proj.weight"])  # other init before the resume
+    resume_trainer = trainer(max_steps=3, enable_checkpointing=False)
+    resume_trainer.fit(resumed, dm, ckpt_path=str(tmp_path / "last.ckpt"))  # restores, nothing left to train
+    assert resume_trainer.global_step == 3
+    for name, value in saved.items():
+        assert torch.equal(resumed.adaptors.state_dict()[name], value), name
+    for name, value in trained.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[name], value), name
+    state = resume_trainer.optimizers[0].state
+    proj = resumed.adaptors[0].proj.weight
+    assert proj in state and state[proj]["exp_avg"].abs().sum() > 0  # the projection's AdamW moments came back too

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from transformers import AutoModelForSequenceClassification
@@ -380,3 +381,58 @@ def test_bf16_mixed_run_on_cpu_keeps_adaptor_losses_in_float32(dm, tiny_teacher,
     assert training, "no step ran under bf16 autocast"
     assert {s[2] for s in training} == {torch.bfloat16}  # the models really ran in bf16
     assert {s[1] for s in training} == {torch.float32}, sorted({(s[0], s[1]) for s in training})
+
+
+# ---------------------------------------------------------------------------------------------- projections, totals
+def test_projection_lives_in_the_adaptor_and_trains_but_never_enters_the_student(tmp_path, dm, tiny_teacher):
+    student = tiny_bert(layers=2, hidden=32, heads=2, seed=1)
+    fresh_keys = set(type(student)(student.config).state_dict())
+    distiller = BaseDistiller(tiny_teacher, student, ["HidnTinyBERT"], dm, lr=1e-2)
+    proj = distiller.adaptors[0].proj
+    assert (proj.in_features, proj.out_features) == (32, 64)
+    before = proj.weight.detach().clone()
+    trainer = quick_trainer(
+        plugins=[HgCkptIO()], callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)], enable_checkpointing=True
+    )
+    trainer.fit(distiller, dm)
+    assert not torch.equal(proj.weight, before)  # the optimizer trained it
+    assert set(distiller.student.state_dict()) == fresh_keys  # nothing was added to the student
+    assert all(p is not proj.weight and p is not proj.bias for p in distiller.student.parameters())
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "last.ckpt")
+    assert set(exported.state_dict()) == fresh_keys
+    for name, value in exported.state_dict().items():
+        torch.testing.assert_close(value, distiller.student.state_dict()[name], msg=name)
+
+
+def test_mix_step_total_weights_each_adaptor_and_alpha(tiny_teacher, tiny_student, batch):
+    spec = [{"name": "HidnTinyBERT", "weight": 0.25}, {"name": "LogitKD", "weight": 4.0}]
+    distiller = BaseDistiller(tiny_teacher, tiny_student, spec, alpha=0.3).eval()
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    parts = distiller._total({"HidnTinyBERT": torch.tensor(2.0), "LogitKD": torch.tensor(3.0)}, logits, labels)
+    ce = F.cross_entropy(logits, labels)
+    assert parts["distill_loss"].item() == pytest.approx(0.25 * 2.0 + 4.0 * 3.0)
+    assert parts["ce"].item() == pytest.approx(ce.item())
+    assert parts["loss"].item() == pytest.approx(0.25 * 2.0 + 4.0 * 3.0 + 0.3 * ce.item())
+    # The same on a real batch, with each adaptor called on its own.
+    with torch.no_grad():
+        losses, s_logits, t_logits = distiller._distill(batch)
+        hidden = distiller.adaptors[0](*_taps_of(distiller, batch, 0))
+        kd = distiller.adaptors[1](*_taps_of(distiller, batch, 1))
+    total = distiller._total(losses, s_logits, batch["labels"])["loss"]
+    expected = 0.25 * hidden + 4.0 * kd + 0.3 * F.cross_entropy(s_logits, batch["labels"])
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+
+
+def _taps_of(distiller: BaseDistiller, batch: dict[str, torch.Tensor], index: int):
+    """Teacher and student taps of adaptor ``index`` from eager copies of the models (not the distiller's hooks)."""
+    layer_map = distiller.layer_maps[index]
+    taps = []
+    for model, layers in (
+        (distiller.teacher, [t for _, t in layer_map]),
+        (distiller.student, [s for s, _ in layer_map]),
+    ):
+        eager = copy.deepcopy(model).eval()
+        eager.set_attn_implementation("eager")
+        taps.append(run_model(eager, batch, layers or [0]).taps)
+    return taps
