@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
-from datasets import ClassLabel, DatasetDict, LargeList, Value
-from datasets import Sequence as SequenceFeature
+from datasets import ClassLabel, DatasetDict, Value
 
 from helper.hub import require_hub
 
@@ -35,6 +34,9 @@ SINGLE_FIELDS = ("sentence", "text", "content", "review", "tweet", "document", "
 LABEL_FIELDS = ("label", "labels", "target", "class", "category")
 #: ``datasets.Value`` dtypes of text columns: CSV, TSV and Parquet files load as ``large_string``, JSON as ``string``.
 STRING_DTYPES = ("string", "large_string", "string_view")
+#: Feature types of list columns (``List`` and ``LargeList`` are newer than ``Sequence``); a plain ``list`` is the
+#: older shorthand for a list feature.
+LIST_FEATURES = (list, *(getattr(datasets, n) for n in ("Sequence", "List", "LargeList") if hasattr(datasets, n)))
 
 DataSource = DatasetDict | str | Path | Mapping[str, str]
 
@@ -214,7 +216,7 @@ def label_kind(feature: object) -> str:
     """
     if isinstance(feature, ClassLabel):
         return "class"
-    if isinstance(feature, (SequenceFeature, LargeList, list)):
+    if isinstance(feature, LIST_FEATURES):
         return "multi"
     if not isinstance(feature, Value):
         return "other"

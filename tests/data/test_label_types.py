@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, LargeList, List, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, LargeList, Sequence, Value
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from data.data_module import ClfDataModule, label_name_problems, sorted_label_names
@@ -238,7 +238,7 @@ def test_digit_string_labels_sort_numerically() -> None:
 
 
 @pytest.mark.parametrize(
-    "feature", [List(Value("int64")), LargeList(Value("int64")), List(Value("large_string"))], ids=str
+    "feature", [Sequence(Value("int64")), LargeList(Value("int64")), Sequence(Value("large_string"))], ids=str
 )
 def test_list_labels_say_multi_label_is_not_supported(feature) -> None:
     values = [[0, 1], [1]] if "int" in str(feature) else [["joy", "love"], ["anger"]]
