@@ -13,7 +13,9 @@ median over the rounds with its min–max, and every tracked ratio is computed *
 the median of those per-round ratios, with their min–max and how many rounds met the floor; a floor PASSes only
 when the median meets it (:mod:`benchmarks.interleave`). Threads are fixed (``--threads``) and enforced again
 inside the framework loops; the load average at the start and end is printed, since other jobs on the cores make
-every row slower (and noisier) alike. The HF ``Trainer`` arm needs ``accelerate`` (left out, with a note, when it is
+every row slower (and noisier) alike. On such a machine ``--timer cpu`` times with the process's CPU time instead of
+the wall clock (with ``--threads 1`` it is the single thread's compute time, without the time other processes held
+the core; CPU runs only). The HF ``Trainer`` arm needs ``accelerate`` (left out, with a note, when it is
 missing). ``--skip-e2e`` leaves out both framework arms.
 
 Teacher: ``--teacher`` (default the packaged MiniLM, ``minilm``: 6 layers, a new 2-class head; the weights do not
@@ -131,18 +133,26 @@ class Settings:
         device: The device the models and batches live on.
         bf16: Run forwards and losses under ``torch.autocast(dtype=torch.bfloat16)``.
         threads: ``torch.set_num_threads`` value, enforced again inside the framework loops.
+        timer: ``"wall"`` (``time.perf_counter``) or ``"cpu"`` (``time.process_time``: CPU seconds of this process,
+            all its threads; on a machine shared with other jobs it leaves out the time other processes held the
+            cores, though not their effect on caches and memory bandwidth). CPU timing is for CPU runs only.
     """
 
     device: torch.device
     bf16: bool = False
     threads: int = 1
+    timer: str = "wall"
+
+    def now(self) -> float:
+        """The current reading of the chosen timer, in seconds."""
+        return time.process_time() if self.timer == "cpu" else time.perf_counter()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of a forward pass (a no-op in fp32)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def sync(self) -> None:
-        """Wait for queued device work (CUDA) so that ``perf_counter`` brackets it."""
+        """Wait for queued device work (CUDA) so that the timer brackets it."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -362,7 +372,7 @@ def step_arm(
         meter.start()
         for batch in round_warm:
             step(batch)
-        seconds = time_loop(step, timed, sync=settings.sync)
+        seconds = time_loop(step, timed, clock=settings.now, sync=settings.sync)
         peak, delta = meter.stop()
         return Sample(seconds, size, len(timed), peak, delta, padded)
 
@@ -578,7 +588,7 @@ class _Window:
         """Called at the start of every optimizer step."""
         if self.done == 0 and self.warmup == 0:
             self.settings.sync()
-            self.start = time.perf_counter()
+            self.start = self.settings.now()
 
     def end_step(self) -> None:
         """Called at the end of every optimizer step."""
@@ -586,10 +596,10 @@ class _Window:
         self.threads.add(torch.get_num_threads())
         if self.done == self.warmup:
             self.settings.sync()
-            self.start = time.perf_counter()
+            self.start = self.settings.now()
         elif self.done == self.warmup + self.steps:
             self.settings.sync()
-            self.end = time.perf_counter()
+            self.end = self.settings.now()
 
     @property
     def seconds(self) -> float:
@@ -794,6 +804,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast for every row")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--timer",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (a machine shared with other jobs; CPU runs only)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--skip-e2e", action="store_true", help="leave out the Lightning and HF Trainer runs")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -812,6 +828,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     if args.device == "cuda" and not torch.cuda.is_available():
         problems.append("--device=cuda: no CUDA device is available")
+    if args.timer == "cpu" and (args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())):
+        problems.append(f"--timer=cpu with --device={args.device}: CPU time misses GPU work; expected --timer wall")
     if problems:
         p.error("; ".join(problems))
     return args
@@ -915,7 +933,10 @@ def setup_bench(args: argparse.Namespace) -> Bench:
     torch.set_num_threads(args.threads)
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     settings = Settings(
-        torch.device("cuda" if use_cuda else "cpu"), bf16=args.precision == "bf16", threads=args.threads
+        torch.device("cuda" if use_cuda else "cpu"),
+        bf16=args.precision == "bf16",
+        threads=args.threads,
+        timer=args.timer,
     )
     pl.seed_everything(args.seed, verbose=False)
     dm = ClfDataModule(
@@ -947,11 +968,11 @@ def build_teacher_cache(bench: Bench) -> Sample:
     with fresh_teacher_cache():
         meter.start()
         settings.sync()
-        start = time.perf_counter()
+        start = settings.now()
         with settings.autocast():
             dm.add_teacher_logits(bench.teacher)
         settings.sync()
-        seconds = time.perf_counter() - start
+        seconds = settings.now() - start
         peak, delta = meter.stop()
     return Sample(seconds, count, 0, peak, delta)
 
@@ -1144,6 +1165,7 @@ def header(bench: Bench) -> dict[str, Any]:
         "timed steps per configuration per round": a.steps,
         "warm-up steps (once per configuration / at each round's start)": f"{a.warmup} / {a.round_warmup}",
         "threads": torch.get_num_threads(),
+        "timer": "process CPU time (time.process_time)" if a.timer == "cpu" else "wall clock (time.perf_counter)",
         "precision": a.precision,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "torch": torch.__version__,

@@ -217,6 +217,17 @@ def test_amortised_speed_per_round_and_tracked_ratios_per_round():
     assert e2e.values == [] and e2e.verdict == "n/a"  # no end-to-end rows measured
 
 
+def test_cpu_timer_and_bad_flags_reported_together(capsys):
+    settings = bench.Settings(torch.device("cpu"), timer="cpu")
+    start = settings.now()
+    sum(i * i for i in range(200_000))  # burn some CPU
+    assert settings.now() > start
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rounds", "0", "--round-warmup", "-1", "--steps", "0"])
+    err = capsys.readouterr().err
+    assert "--rounds=0: expected an integer >= 1" in err and "--round-warmup=-1" in err and "--steps=0" in err
+
+
 def test_memory_meter_sees_a_cpu_allocation():
     meter = bench.MemoryMeter(torch.device("cpu"))
     meter.start()
