@@ -12,15 +12,114 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from data.data_module import ClfDataModule, teacher_logits
+from data.teacher_store import teacher_logits
+
+if TYPE_CHECKING:
+    from data.data_module import ClfDataModule
 
 _WORD = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+
+
+@dataclass
+class Augment:
+    """Word-replacement augmentation of the labelled training rows, as a transfer set (``data.augment``).
+
+    Each labelled training example (of at least ``min_words`` words) gets ``copies`` copies in which every word that
+    has neighbours in the teacher's word-embedding table is replaced with probability ``p`` by one of its ``k`` nearest
+    whole-word neighbours. The copies carry no label: the teacher labels them (its logits, through the teacher store).
+
+    Attributes:
+        copies: Copies per labelled training example (>= 1).
+        p: Probability of replacing each eligible word, in (0, 1].
+        k: Nearest neighbours considered per word (>= 1).
+        min_words: Copy only examples of at least this many words, all text fields together (>= 0; 0: all).
+        seed: Seed of the replacement choices.
+    """
+
+    copies: int = 4
+    p: float = 0.3
+    k: int = 10
+    min_words: int = 0
+    seed: int = 42
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def augment_problems(augment: Augment, field: str | None = "augment") -> list[str]:
+    """Every out-of-range or mistyped value of an :class:`Augment` (an empty list when it is fine).
+
+    Args:
+        augment: The settings.
+        field: Prefix of the names in the messages (``augment`` gives ``augment.copies (--data.augment.copies)``;
+            None gives plain ``copies``, for function arguments).
+    """
+    checks = (
+        ("copies", _is_int(augment.copies) and augment.copies >= 1, "an integer >= 1"),
+        (
+            "p",
+            isinstance(augment.p, (int, float)) and not isinstance(augment.p, bool) and 0 < augment.p <= 1,
+            "a probability in (0, 1]",
+        ),
+        ("k", _is_int(augment.k) and augment.k >= 1, "an integer >= 1"),
+        ("min_words", _is_int(augment.min_words) and augment.min_words >= 0, "an integer >= 0"),
+        ("seed", _is_int(augment.seed), "an integer"),
+    )
+
+    def named(name: str) -> str:
+        return name if field is None else f"{field}.{name} (--data.{field}.{name})"
+
+    return [f"{named(name)}={getattr(augment, name)!r}: expected {expected}" for name, ok, expected in checks if not ok]
+
+
+def words_per_row(rows: Dataset, fields: list[str]) -> list[int]:
+    """Word count of every row, all text fields together (what ``min_words`` compares with)."""
+    columns = [rows[f] for f in fields]
+    return [sum(len(text.split()) for text in texts) for texts in zip(*columns, strict=True)]
+
+
+def word_replacement_copies(
+    rows: Dataset,
+    fields: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    embeddings: torch.Tensor,
+    augment: Augment,
+) -> dict[str, list[str]]:
+    """``augment.copies`` word-replacement copies of the rows with at least ``augment.min_words`` words.
+
+    Args:
+        rows: Source rows (their text fields are read).
+        fields: The text fields.
+        tokenizer: The teacher's tokenizer (its vocabulary indexes ``embeddings``).
+        embeddings: The teacher's input word embeddings, ``(vocab_size, hidden)``.
+        augment: The settings (checked by :func:`augment_problems` beforehand).
+
+    Returns:
+        ``{field: texts}``: the copies, copy 1 of every source row, then copy 2, and so on.
+    """
+    lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
+    counts = words_per_row(rows, fields)
+    columns = {f: rows[f] for f in fields}
+    sources = [i for i, n in enumerate(counts) if n >= augment.min_words]
+    words = {_WORD.match(w).group(2) for f in fields for text in columns[f] for w in text.split()}
+    words = {w.lower() for w in words} if lower else words
+    table = neighbour_table(tokenizer, embeddings, words, augment.k)
+    rng = random.Random(augment.seed)
+    new: dict[str, list[str]] = {f: [] for f in fields}
+    for _ in range(augment.copies):
+        for i in sources:
+            for f in fields:
+                new[f].append(replace_words(columns[f][i], table, augment.p, rng, lower))
+    return new
 
 
 def neighbour_table(
@@ -114,37 +213,20 @@ def augment_with_teacher(
     Raises:
         ValueError: ``copies < 1``, ``p`` outside (0, 1], ``k < 1``, ``min_words < 0`` or no example long enough.
     """
-    problems = []
-    if copies < 1:
-        problems.append(f"copies={copies}: expected >= 1")
-    if not 0 < p <= 1:
-        problems.append(f"p={p}: expected a probability in (0, 1]")
-    if k < 1:
-        problems.append(f"k={k}: expected >= 1")
-    if min_words < 0:
-        problems.append(f"min_words={min_words}: expected >= 0")
+    settings = Augment(copies=copies, p=p, k=k, min_words=min_words, seed=seed)
+    problems = augment_problems(settings, field=None)
     if teacher.config.num_labels != dm.num_labels:
         problems.append(f"teacher num_labels={teacher.config.num_labels}: expected the data's {dm.num_labels} classes")
     if problems:
         raise ValueError("; ".join(problems))
-    tokenizer = dm.tokenizer
-    lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
     train = dm.raw["train"]
     fields, label_field = dm.text_fields, dm.label_field
-    sources = [row for row in train if sum(len(row[f].split()) for f in fields) >= min_words]
-    if not sources:
+    if not any(n >= min_words for n in words_per_row(train, fields)):
         raise ValueError(f"min_words={min_words}: no training example has that many words; expected a smaller value")
-    words = {_WORD.match(w).group(2) for f in fields for text in train[f] for w in text.split()}
-    words = {w.lower() for w in words} if lower else words
-    table = neighbour_table(tokenizer, teacher.get_input_embeddings().weight.detach(), words, k)
-    rng = random.Random(seed)
-    new = {f: [] for f in fields}
-    for _ in range(copies):
-        for row in sources:
-            for f in fields:
-                new[f].append(replace_words(row[f], table, p, rng, lower))
+    embeddings = teacher.get_input_embeddings().weight.detach()
+    new = word_replacement_copies(train, fields, dm.tokenizer, embeddings, settings)
     texts = new[fields[0]] if len(fields) == 1 else list(zip(*(new[f] for f in fields), strict=True))
-    labels = teacher_labels(teacher, tokenizer, texts, dm.max_length)
+    labels = teacher_labels(teacher, dm.tokenizer, texts, dm.max_length)
     features = Features({**{f: Value("string") for f in fields}, label_field: ClassLabel(names=dm.label_names)})
     original = {f: list(train[f]) for f in fields}
     merged = {f: original[f] + new[f] for f in fields}

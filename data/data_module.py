@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Value
-from torch.nn.utils.rnn import pad_sequence
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
+from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
 from data.sources import (
+    LABEL_FIELDS,
     DataError,
     DataSource,
     class_label_names,
@@ -28,9 +27,28 @@ from data.sources import (
     label_kind,
     load_source,
 )
+from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
+    LabelStats,
+    cache_root,
+    label_rows,
+    model_fingerprint,
+    row_digests,
+    teacher_logits,
+)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TEACHER_LOGITS = "teacher_logits"
+#: Label of transfer rows (no label): the ignore index of ``torch.nn.functional.cross_entropy``.
+IGNORE_INDEX = -100
+
+
+def _source_name(source: object) -> str:
+    """How a data source is named in messages and hyperparameters (a path or name, else its type)."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def _text_features(fields: list[str]) -> Features:
+    return Features({f: Value("string") for f in fields})
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,135 +71,6 @@ def tokenize_batch(
     enc = tokenizer(*(batch[f] for f in text_fields), truncation=True, max_length=max_length)
     enc["labels"] = batch[label_field]
     return enc
-
-
-def cache_root() -> Path:
-    """Folder of the teacher-output cache (``$DISTILLER_CACHE`` or ``~/.cache/transformer_distiller``)."""
-    return Path(os.environ.get("DISTILLER_CACHE", Path.home() / ".cache" / "transformer_distiller"))
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A digest of a model's config and every parameter and buffer (changes whenever the weights change)."""
-    digest = hashlib.sha1()
-    config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(config.to_json_string(use_diff=False).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def row_digests(rows: Dataset) -> torch.Tensor:
-    """One 63-bit digest per tokenized row, of its ``input_ids`` and ``token_type_ids``: its key in the teacher store.
-
-    The tokens alone decide a teacher's output (the attention mask of an unpadded row is all ones), so the key does not
-    depend on labels, on how the data were loaded or on the row's position.
-    """
-    return _digests(_token_columns(rows))
-
-
-def _token_columns(rows: Dataset) -> dict[str, list[list[int]]]:
-    """The rows' ``input_ids`` and (where present) ``token_type_ids`` as Python lists, read once."""
-    columns = [c for c in ("input_ids", "token_type_ids") if c in rows.column_names]
-    return rows.with_format(None).select_columns(columns)[:]
-
-
-def _digests(data: dict[str, list[list[int]]]) -> torch.Tensor:
-    """:func:`row_digests` of rows already read by :func:`_token_columns`."""
-    keys = []
-    for parts in zip(*(data[c] for c in ("input_ids", "token_type_ids") if c in data), strict=True):
-        digest = hashlib.sha1()
-        for part in parts:
-            digest.update(np.asarray(part, dtype=np.int64).tobytes())
-        keys.append(int.from_bytes(digest.digest()[:8], "little") >> 1)
-    return torch.tensor(keys, dtype=torch.int64)
-
-
-@torch.inference_mode()
-def teacher_logits(
-    teacher: PreTrainedModel,
-    rows: Dataset,
-    batch_size: int = 256,
-    pad_token_id: int = 0,
-    teacher_key: str | None = None,
-) -> torch.Tensor:
-    """The teacher's logits for tokenized rows, each computed once and kept in an on-disk store of that teacher.
-
-    The store, ``<cache_root()>/teacher_logits/<teacher fingerprint>.pt``, maps :func:`row_digests` keys to logits.
-    Rows found there are read; the others (each distinct row once) run through the teacher in eval mode, in
-    length-sorted batches, and are added to the store, which is replaced atomically. Any change to the teacher's
-    weights or config is a new fingerprint, so a new store; a different tokenizer or ``max_length`` gives other tokens,
-    so other keys. Two processes extending the same store at once keep only one of their additions (the other rows
-    are computed again later), never a broken file.
-
-    Args:
-        teacher: The teacher classifier.
-        rows: Tokenized, unpadded rows: ``input_ids`` and, where the model uses them, ``token_type_ids`` (the
-            attention mask is built from each row's length).
-        batch_size: Inference batch size.
-        pad_token_id: The tokenizer's padding id.
-        teacher_key: :func:`model_fingerprint` of the teacher, when the caller already has it.
-
-    Returns:
-        ``(len(rows), num_labels)`` float32 logits, in the order of ``rows``.
-    """
-    data = _token_columns(rows)
-    keys = _digests(data)
-    path = cache_root() / "teacher_logits" / f"{teacher_key or model_fingerprint(teacher)}.pt"
-    num_labels = teacher.config.num_labels
-    if path.is_file():
-        store = torch.load(path, weights_only=True)
-        stored_keys, stored = store["keys"], store["logits"]
-    else:
-        stored_keys, stored = torch.empty(0, dtype=torch.int64), torch.empty(0, num_labels)
-    out = torch.empty(len(rows), num_labels)
-    hit = torch.zeros(len(rows), dtype=torch.bool)
-    if len(stored_keys):
-        pos = torch.searchsorted(stored_keys, keys).clamp(max=len(stored_keys) - 1)
-        hit = stored_keys[pos] == keys
-        out[hit] = stored[pos[hit]]
-    missing = (~hit).nonzero().squeeze(1)
-    if len(missing) == 0:
-        return out
-    new_keys, inverse = torch.unique(keys[missing], return_inverse=True)
-    first = torch.full((len(new_keys),), len(rows)).scatter_reduce(0, inverse, missing, reduce="amin")
-    new = _run_teacher(teacher, data, first.tolist(), batch_size, pad_token_id)
-    out[missing] = new[inverse]
-    merged_keys, order = torch.sort(torch.cat([stored_keys, new_keys]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    torch.save({"keys": merged_keys, "logits": torch.cat([stored, new])[order]}, tmp)
-    os.replace(tmp, path)
-    return out
-
-
-def _run_teacher(
-    teacher: PreTrainedModel, data: dict[str, list[list[int]]], indices: list[int], batch_size: int, pad_token_id: int
-) -> torch.Tensor:
-    """Logits of the rows ``indices`` of ``data`` (:func:`_token_columns`) from the teacher in eval mode, longest
-    first, padded per batch."""
-    was_training = teacher.training
-    teacher.eval()
-    device = next(teacher.parameters()).device
-    lengths = torch.as_tensor([len(data["input_ids"][i]) for i in indices], dtype=torch.int64)
-    order = torch.argsort(lengths, descending=True)
-    logits = torch.empty(len(indices), teacher.config.num_labels)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size].tolist()
-        batch = {
-            c: pad_sequence(
-                [torch.as_tensor(values[indices[i]]) for i in idx],
-                batch_first=True,
-                padding_value=pad_token_id if c == "input_ids" else 0,
-            ).to(device)
-            for c, values in data.items()
-        }
-        width = batch["input_ids"].shape[1]
-        batch["attention_mask"] = (torch.arange(width) < lengths[idx, None]).long().to(device)
-        logits[idx] = teacher(**batch).logits.float().cpu()
-    teacher.train(was_training)
-    return logits
 
 
 class LengthGroupedSampler(DistributedSampler):
@@ -364,6 +253,21 @@ class ClfDataModule(pl.LightningDataModule):
         group_by_length: Length-grouped training batches and length-sorted evaluation batches.
         num_workers: DataLoader worker processes.
         seed: Seed for the validation split, subsets and batch order.
+        unlabeled: Unlabelled in-domain text for the transfer set (distillation only): any source ``dataset``
+            accepts. Its rows join the training split with no label (``-100``, the cross-entropy's ignore index), and
+            the teacher labels them (:meth:`add_teacher_logits`). Its text fields are the labelled data's when it has
+            them, else detected (``text``, ``sentence``, ...; a pair for pair tasks); a label column in it is ignored,
+            and so are rows whose text is also in the validation or test split.
+        unlabeled_subset: Hub dataset configuration of ``unlabeled``.
+        unlabeled_split: Split of ``unlabeled`` to use (default: ``train``, or its only split).
+        unlabeled_text_fields: Override for the text column(s) of ``unlabeled`` (one name or a pair).
+        max_unlabeled_samples: Use a seeded random subset of this many unlabelled rows.
+        rest_as_unlabeled: With ``max_train_samples``, the training rows left out of the labelled sample join the
+            transfer set, without their labels (a low-label setting such as 1,000 labels of SST-2 plus the rest as
+            unlabelled text).
+        augment: Word-replacement copies of the labelled training rows as transfer rows (:class:`Augment`:
+            ``copies``, ``p``, ``k``, ``min_words``, ``seed``); built with the teacher's word embeddings when a
+            distiller attaches its teacher (:meth:`prepare_transfer`), labelled by the teacher like ``unlabeled``.
     """
 
     def __init__(
@@ -387,6 +291,13 @@ class ClfDataModule(pl.LightningDataModule):
         group_by_length: bool = True,
         num_workers: int = 0,
         seed: int = 42,
+        unlabeled: DataSource | None = None,
+        unlabeled_subset: str | None = None,
+        unlabeled_split: str | None = None,
+        unlabeled_text_fields: str | list[str] | None = None,
+        max_unlabeled_samples: int | None = None,
+        rest_as_unlabeled: bool = False,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__()
         problems = []
@@ -399,13 +310,33 @@ class ClfDataModule(pl.LightningDataModule):
             ("max_train_samples", max_train_samples),
             ("max_eval_samples", max_eval_samples),
             ("num_labels", num_labels),
+            ("max_unlabeled_samples", max_unlabeled_samples),
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 problems.append(f"{name}={value!r}: expected a positive integer")
         problems.extend(label_name_problems(label_names))
+        if isinstance(augment, dict):  # given as a mapping by Python code
+            unknown = sorted(set(augment) - set(Augment.__dataclass_fields__))
+            if unknown:
+                problems.append(
+                    f"augment (--data.augment) has unknown key(s) {unknown}; expected keys among "
+                    f"{list(Augment.__dataclass_fields__)}"
+                )
+            augment = Augment(**{k: v for k, v in augment.items() if k in Augment.__dataclass_fields__})
+        if augment is not None and not isinstance(augment, Augment):
+            problems.append(f"augment (--data.augment)={augment!r}: expected null or a mapping of Augment settings")
+        elif augment is not None:
+            problems.extend(augment_problems(augment))
+        if not isinstance(rest_as_unlabeled, bool):
+            problems.append(f"rest_as_unlabeled (--data.rest_as_unlabeled)={rest_as_unlabeled!r}: expected true/false")
         if problems:
             raise DataError(problems)
-        self.save_hyperparameters(ignore=["dataset", "tokenizer"])
+        self.save_hyperparameters(ignore=["dataset", "tokenizer", "unlabeled", "augment"])
+        self.hparams["unlabeled"] = None if unlabeled is None else _source_name(unlabeled)
+        self.hparams["augment"] = None if augment is None else dataclasses.asdict(augment)
+        self.augment = augment
+        self.label_stats: dict[str, LabelStats] = {}  # per split, from the last add_teacher_logits
+        self.notes: list[str] = []  # what the data module said about its data (also logged), e.g. ignored columns
         self.source_name = dataset if isinstance(dataset, str) else type(dataset).__name__
         self.tokenizer_source = tokenizer
         self._tokenizer = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else None
@@ -425,11 +356,28 @@ class ClfDataModule(pl.LightningDataModule):
         self._normalise_labels(label_names)
         self.label_names = self._resolve_label_names(label_names, num_labels)
         self._validate()
+        rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
-            self.raw["train"] = self.raw["train"].shuffle(seed=seed).select(range(max_train_samples))
+            shuffled = self.raw["train"].shuffle(seed=seed)
+            self.raw["train"] = shuffled.select(range(max_train_samples))
+            rest = shuffled.select(range(max_train_samples, len(shuffled)))
         if max_eval_samples is not None and max_eval_samples < len(self.raw["validation"]):
             self.raw["validation"] = self.raw["validation"].select(range(max_eval_samples))
+        #: Transfer rows by origin (``unlabeled``, ``rest``, later ``augment``): text fields only, no label.
+        self.transfer: dict[str, Dataset] = {}
+        self._load_transfer(
+            unlabeled,
+            unlabeled_subset,
+            unlabeled_split,
+            unlabeled_text_fields,
+            max_unlabeled_samples,
+            rest if rest_as_unlabeled else None,
+            rest_as_unlabeled,
+            max_train_samples,
+        )
         self.tokenized: DatasetDict | None = None
+        self._tokenized_train: Dataset | None = None  # the labelled training rows, tokenized
+        self._tokenized_transfer: dict[str, Dataset] = {}
 
     # ------------------------------------------------------------------ label set
     @property
@@ -623,51 +571,292 @@ class ClfDataModule(pl.LightningDataModule):
                 ]
         return []
 
+    # ------------------------------------------------------------------ transfer set
+    def _note(self, message: str) -> None:
+        """Keep and log a remark about the data (shown once, on the main process)."""
+        self.notes.append(message)
+        rank_zero_info(message)
+
+    def _load_transfer(
+        self,
+        unlabeled: DataSource | None,
+        subset: str | None,
+        split: str | None,
+        text_fields: str | list[str] | None,
+        max_samples: int | None,
+        rest: Dataset | None,
+        rest_as_unlabeled: bool,
+        max_train_samples: int | None,
+    ) -> None:
+        """Load and check every transfer source; report every problem at once (:class:`DataError`)."""
+        problems: list[str] = []
+        if rest_as_unlabeled:
+            if max_train_samples is None:
+                problems.append(
+                    "rest_as_unlabeled (--data.rest_as_unlabeled)=True but max_train_samples is None; expected "
+                    "max_train_samples (the size of the labelled sample) so that the other training rows become "
+                    "the transfer set"
+                )
+            elif rest is None or len(rest) == 0:
+                problems.append(
+                    f"rest_as_unlabeled=True but max_train_samples={max_train_samples} keeps all "
+                    f"{len(self.raw['train'])} training rows: the transfer set is empty; expected max_train_samples "
+                    "below the training split's size"
+                )
+            else:
+                self.transfer["rest"] = rest.select_columns(self.text_fields)
+        if unlabeled is not None:
+            problems.extend(self._load_unlabeled(unlabeled, subset, split, text_fields, max_samples))
+        elif any(v is not None for v in (subset, split, text_fields, max_samples)):
+            given = {
+                k: v
+                for k, v in (
+                    ("unlabeled_subset", subset),
+                    ("unlabeled_split", split),
+                    ("unlabeled_text_fields", text_fields),
+                    ("max_unlabeled_samples", max_samples),
+                )
+                if v is not None
+            }
+            problems.append(f"{given} given but unlabeled (--data.unlabeled) is None; expected an unlabelled source")
+        if self.augment is not None and not problems:
+            eligible = sum(n >= self.augment.min_words for n in words_per_row(self.raw["train"], self.text_fields))
+            if eligible == 0:
+                problems.append(
+                    f"augment.min_words (--data.augment.min_words)={self.augment.min_words}: no labelled training "
+                    "example has that many words, so augmentation makes no rows; expected a smaller value"
+                )
+        if problems:
+            raise DataError(problems)
+        if self.transfer:
+            leaked = self._drop_evaluation_texts()
+            if leaked:
+                self._note(f"transfer set: {leaked} row(s) whose text is also in the validation or test split dropped")
+            empty = [name for name, rows in self.transfer.items() if len(rows) == 0]
+            if empty:
+                raise DataError(
+                    [
+                        f"the transfer set from {empty} is empty once rows that are also in the validation or test "
+                        "split are dropped; expected at least one other row"
+                    ]
+                )
+
+    def _load_unlabeled(
+        self,
+        source: DataSource,
+        subset: str | None,
+        split: str | None,
+        text_fields: str | list[str] | None,
+        max_samples: int | None,
+    ) -> list[str]:
+        name = _source_name(source)
+        raw = load_source(source, subset)
+        if split is None:
+            split = "train" if "train" in raw else (next(iter(raw)) if len(raw) == 1 else None)
+            if split is None:
+                return [
+                    f"unlabeled={name!r} has splits {list(raw)} and none is 'train'; expected unlabeled_split "
+                    "(--data.unlabeled_split) naming the one to use"
+                ]
+        elif split not in raw:
+            return [f"unlabeled_split={split!r} not found in unlabeled={name!r}; available splits: {list(raw)}"]
+        rows = raw[split]
+        columns = rows.column_names
+        if text_fields is None and all(f in columns for f in self.text_fields):
+            fields = list(self.text_fields)
+        else:
+            try:
+                fields = detect_text_fields(columns, text_fields)
+            except DataError as err:
+                flag = "unlabeled_text_fields (--data.unlabeled_text_fields)"
+                return [f"unlabeled={name!r} (split {split!r}): {p} ({flag})" for p in err.problems]
+        if len(fields) != len(self.text_fields):
+            kinds = {1: "a single text", 2: "a sentence pair"}
+            return [
+                f"unlabeled={name!r} has text field(s) {fields} ({kinds[len(fields)]}) but the labelled data has "
+                f"{self.text_fields} ({kinds[len(self.text_fields)]}); expected the same kind of input (set "
+                "unlabeled_text_fields, --data.unlabeled_text_fields, to the matching column(s))"
+            ]
+        problems = []
+        for field in fields:
+            texts = rows[field]
+            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+            if bad is not None:
+                problems.append(
+                    f"unlabeled={name!r}, row {bad}: text field {field!r} is {texts[bad]!r}; expected a string"
+                )
+        if len(rows) == 0:
+            problems.append(f"unlabeled={name!r} (split {split!r}) has no rows: the transfer set is empty")
+        if problems:
+            return problems
+        labels = [c for c in columns if c == self.label_field or c in LABEL_FIELDS]
+        if labels:
+            self._note(f"unlabeled={name!r}: column(s) {labels} ignored: transfer rows are labelled by the teacher")
+        rows = rows.select_columns(fields)
+        if fields != self.text_fields:
+            rows = rows.rename_columns(dict(zip(fields, self.text_fields, strict=True)))
+        if max_samples is not None and max_samples < len(rows):
+            rows = rows.shuffle(seed=self.seed).select(range(max_samples))
+        self.transfer["unlabeled"] = rows
+        return []
+
+    def _drop_evaluation_texts(self) -> int:
+        """Remove transfer rows whose text is also in the validation or test split; return how many."""
+        seen = set()
+        for split in ("validation", "test"):
+            if split in self.raw:
+                seen.update(zip(*(self.raw[split][f] for f in self.text_fields), strict=True))
+        dropped = 0
+        for name, rows in list(self.transfer.items()):
+            keep = [
+                i for i, text in enumerate(zip(*(rows[f] for f in self.text_fields), strict=True)) if text not in seen
+            ]
+            if len(keep) < len(rows):
+                dropped += len(rows) - len(keep)
+                self.transfer[name] = rows.select(keep)
+        return dropped
+
+    @property
+    def transfer_sources(self) -> list[str]:
+        """The transfer sources configured (``unlabeled``, ``rest_as_unlabeled``, ``augment``); empty: none."""
+        out = []
+        if "unlabeled" in self.transfer:
+            out.append("unlabeled")
+        if "rest" in self.transfer:
+            out.append("rest_as_unlabeled")
+        if self.augment is not None:
+            out.append("augment")
+        return out
+
+    def augment_rows(self) -> int:
+        """How many augmented copies the training split gets (known before they are made)."""
+        if self.augment is None:
+            return 0
+        eligible = sum(n >= self.augment.min_words for n in words_per_row(self.raw["train"], self.text_fields))
+        return self.augment.copies * eligible
+
+    def transfer_rows(self) -> int:
+        """Transfer rows in the training split: unlabelled rows, left-out training rows and augmented copies."""
+        return sum(len(rows) for name, rows in self.transfer.items() if name != "augment") + self.augment_rows()
+
+    def train_rows(self) -> dict[str, int]:
+        """Rows the training split holds: ``{"labeled": ..., "transfer": ...}``."""
+        return {"labeled": len(self.raw["train"]), "transfer": self.transfer_rows()}
+
+    def describe_train_rows(self) -> str:
+        """One log line: labelled and transfer rows, the transfer rows by origin."""
+        parts = [f"{len(rows):,} {name}" for name, rows in self.transfer.items() if name != "augment"]
+        if self.augment is not None:
+            parts.append(f"{self.augment_rows():,} augmented copies")
+        rows = self.train_rows()
+        detail = f" ({', '.join(parts)})" if parts else ""
+        return f"training rows: {rows['labeled']:,} labelled, {rows['transfer']:,} transfer{detail}"
+
+    def prepare_transfer(self, teacher: PreTrainedModel) -> None:
+        """Make the teacher-dependent transfer rows: the ``augment`` copies (from the teacher's word embeddings).
+
+        Called by a distiller before training (:meth:`add_teacher_logits` calls it too); doing nothing when there is
+        no ``augment`` or the copies exist already.
+
+        Args:
+            teacher: The teacher, whose input word embeddings give each word's neighbours.
+        """
+        if self.augment is None or "augment" in self.transfer:
+            return
+        embeddings = teacher.get_input_embeddings().weight.detach().cpu()
+        copies = word_replacement_copies(self.raw["train"], self.text_fields, self.tokenizer, embeddings, self.augment)
+        self.transfer["augment"] = Dataset.from_dict(copies, features=_text_features(self.text_fields))
+        if self.tokenized is not None:
+            self._tokenized_transfer["augment"] = self._tokenize(self.transfer["augment"], "augment", transfer=True)
+            self._compose_train()
+        self._teacher_key = None  # the training split changed
+
     # ------------------------------------------------------------------ tokenization and loaders
     def prepare_data(self) -> None:
         """Tokenize once on the main process so that other processes reuse the ``datasets`` cache."""
         self.setup()
 
     def setup(self, stage: str | None = None) -> None:
-        """Tokenize every split (truncation only; padding happens per batch)."""
+        """Tokenize every split (truncation only; padding happens per batch); transfer rows join ``train``."""
         if self.tokenized is not None:
             return
-        tokenized = {}
-        for split, ds in self.raw.items():
-            out = ds.map(
-                tokenize_batch,
-                batched=True,
-                remove_columns=ds.column_names,
-                desc=f"Tokenizing {split}",
-                fn_kwargs={
-                    "tokenizer": self.tokenizer,
-                    "text_fields": self.text_fields,
-                    "label_field": self.label_field,
-                    "max_length": self.max_length,
-                },
-            )
-            keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
-            tokenized[split] = out.with_format("torch", columns=keep)
+        tokenized = {split: self._tokenize(ds, split) for split, ds in self.raw.items()}
+        self._tokenized_train = tokenized["train"]
+        self._tokenized_transfer = {n: self._tokenize(ds, n, transfer=True) for n, ds in self.transfer.items()}
         self.tokenized = DatasetDict(tokenized)
+        self._compose_train()
 
-    def add_teacher_logits(self, teacher: PreTrainedModel, batch_size: int = 256) -> None:
+    def _tokenize(self, ds: Dataset, name: str, transfer: bool = False) -> Dataset:
+        """Tokenized rows with their ``labels`` (``-100`` for transfer rows, which have none)."""
+        if transfer:
+            ds = ds.add_column(self.label_field, [IGNORE_INDEX] * len(ds), feature=Value("int64"))
+        out = ds.map(
+            tokenize_batch,
+            batched=True,
+            remove_columns=ds.column_names,
+            desc=f"Tokenizing {name}",
+            fn_kwargs={
+                "tokenizer": self.tokenizer,
+                "text_fields": self.text_fields,
+                "label_field": self.label_field,
+                "max_length": self.max_length,
+            },
+        )
+        if out.features["labels"] != Value("int64"):
+            out = out.cast_column("labels", Value("int64"))
+        keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
+        return out.with_format("torch", columns=keep)
+
+    def _compose_train(self) -> None:
+        """The tokenized training split: the labelled rows, then every transfer part."""
+        parts = [self._tokenized_train, *self._tokenized_transfer.values()]
+        if len(parts) == 1:
+            self.tokenized["train"] = parts[0]
+            return
+        columns = [c for c in (*MODEL_INPUTS, "labels") if c in parts[0].column_names]
+        merged = concatenate_datasets([p.with_format(None).select_columns(columns) for p in parts])
+        self.tokenized["train"] = merged.with_format("torch", columns=columns)
+
+    def add_teacher_logits(
+        self,
+        teacher: PreTrainedModel,
+        batch_size: int = 256,
+        device: torch.device | str | None = None,
+        progress: bool = True,
+    ) -> None:
         """Give every split a ``teacher_logits`` column with the teacher's logits, computed at most once per example.
 
-        The logits come from :func:`teacher_logits`: rows whose tokens the same teacher has already seen (in any
-        data module, run or augmentation pass) are read from its on-disk store, only the others run through the
-        teacher. Calling it again with the same teacher does nothing.
+        The transfer rows are made first (:meth:`prepare_transfer`). The logits come from
+        :func:`data.teacher_store.label_rows`: rows whose tokens the same teacher has already seen (in any data
+        module, run or augmentation pass) are read from its on-disk store, only the others run through the teacher
+        (under DDP, each process its share). Calling it again with the same teacher does nothing. Prints, per split,
+        how many rows the teacher labelled, how many were read from the store, and the labelling throughput.
 
         Args:
             teacher: The (frozen) teacher classifier.
             batch_size: Inference batch size.
+            device: Where the teacher runs while labelling (default: where it is).
+            progress: Show a progress bar while the teacher labels rows.
         """
+        self.prepare_transfer(teacher)
         self.setup()
         teacher_key = model_fingerprint(teacher)
         if getattr(self, "_teacher_key", None) == teacher_key:
             return
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
-            logits = teacher_logits(teacher, base, batch_size, self.tokenizer.pad_token_id or 0, teacher_key)
+            logits, stats = label_rows(
+                teacher,
+                base,
+                batch_size,
+                self.tokenizer.pad_token_id or 0,
+                teacher_key,
+                device=device,
+                progress=progress,
+                desc=f"Teacher labelling {split}",
+            )
+            self.label_stats[split] = stats
+            rank_zero_info(stats.summary(f"{split} rows"))
             with_logits = base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist())
             columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in with_logits.column_names]
             self.tokenized[split] = with_logits.with_format("torch", columns=columns)
@@ -733,7 +922,7 @@ class ClfDataModule(pl.LightningDataModule):
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch (``batch_size`` per process, all processes together, no accumulation)."""
         world = self.trainer.world_size if self.trainer is not None else 1
-        return math.ceil(len(self.raw["train"]) / (self.batch_size * world))
+        return math.ceil((len(self.raw["train"]) + self.transfer_rows()) / (self.batch_size * world))
 
     def texts(self, split: str = "validation", limit: int | None = None) -> list[str | tuple[str, str]]:
         """Raw texts of a split (pairs as tuples), e.g. for tokenizer checks or pipelines."""

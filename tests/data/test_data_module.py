@@ -453,7 +453,8 @@ def test_teacher_store_runs_each_distinct_row_once(tmp_path, monkeypatch, tokeni
     seen.clear()
     torch.testing.assert_close(teacher_logits(teacher, rows), first)  # everything stored: the teacher does not run
     assert seen == []
-    assert [p.name for p in (tmp_path / "teacher_logits").iterdir()] == [f"{model_fingerprint(teacher)}.pt"]
+    key = model_fingerprint(teacher)  # one store file (and the lock that guards its updates), no temporary left
+    assert sorted(p.name for p in (tmp_path / "teacher_logits").iterdir()) == [f"{key}.pt", f"{key}.pt.lock"]
     assert teacher.training  # a training-mode teacher is restored after the eval-mode pass
 
 
