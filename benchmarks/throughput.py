@@ -41,6 +41,9 @@ kept across the rounds:
   ``k·N / (cache_time + k·N / cached_speed)``.
 * ``mix-step (hooks)``: AttnMiniLM + ValMiniLM + HidnTinyBERT + LogitKD, taps captured by the distiller's forward
   hooks (models keep SDPA attention).
+* ``mix-step (attention capture)``: the same, with queries/keys/values recorded inside the models' attention
+  function (:class:`helper.taps.ModelTaps` with ``capture="attention"``: a function registered in transformers'
+  ``AttentionInterface`` that records the mapped layers' inputs and runs SDPA for every layer).
 * ``mix-step (eager outputs)``: the same adaptors and layer maps fed the conventional way: models switched to
   ``attn_implementation="eager"``, ``output_attentions=True, output_hidden_states=True``, and the q/k/v of each
   needed layer recomputed by its own ``nn.Linear`` on the layer input (:func:`eager_distill`).
@@ -112,7 +115,7 @@ from benchmarks.interleave import (  # noqa: E402
 from data.data_module import TEACHER_LOGITS, ClfDataModule, model_inputs  # noqa: E402
 from helper.distiller import BaseDistiller  # noqa: E402
 from helper.models import load_classifier, student_from_layers  # noqa: E402
-from helper.taps import ARCHITECTURES  # noqa: E402
+from helper.taps import ARCHITECTURES, ModelTaps  # noqa: E402
 from helper.training import adamw_with_warmup  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -558,6 +561,20 @@ def eager_distill(distiller: BaseDistiller, batch: Batch) -> tuple[dict[str, tor
     s_logits, s_raw = eager_raw(distiller.student, inputs, needed_taps(distiller, "student"))
     losses = distiller.adaptor_losses(t_raw, t_logits, s_raw, s_logits, batch["attention_mask"])
     return losses, s_logits, t_logits
+
+
+def use_attention_capture(distiller: BaseDistiller) -> None:
+    """Swap the distiller's taps for ones that take q/k/v from the attention function (``capture="attention"``).
+
+    Same tap names and layers as :meth:`BaseDistiller._make_taps`; embeddings and hidden states still come from
+    forward hooks.
+    """
+    for side, model in (("t_taps", distiller.teacher), ("s_taps", distiller.student)):
+        taps = getattr(distiller, side)
+        if taps is None:
+            continue
+        taps.remove()
+        setattr(distiller, side, ModelTaps(model, taps.needs, taps.layers, capture="attention"))
 
 
 def eager_copy(model: PreTrainedModel) -> PreTrainedModel:
@@ -1015,6 +1032,11 @@ def step_arms(bench: Bench) -> list[Arm]:
     step = distiller_step(distiller, bench.optimizer(distiller_params(distiller)), settings)
     arms.append(arm("mix_hooks", "mix-step (hooks): " + " + ".join(mix), step))
 
+    distiller = bench.distiller(mix, teacher=copy.deepcopy(bench.teacher))
+    use_attention_capture(distiller)
+    step = distiller_step(distiller, bench.optimizer(distiller_params(distiller)), settings)
+    arms.append(arm("mix_attn", "mix-step (q/k/v from the attention function, capture='attention')", step))
+
     distiller = bench.distiller(mix, teacher=eager_copy(bench.teacher))
     distiller.remove_taps()  # taps come from the eager outputs only
 
@@ -1100,7 +1122,7 @@ def derived_rows(bench: Bench) -> None:
         derived["pl_kd_cache_amort3"] = amortised_row("pl_kd_cache_amort3", label, n, 3, cache, rows["pl_kd_cache"])
     order = [
         "cache_build", "teacher_fwd", "student_ce", "recipe_step", "kd_nocache", "kd_cache", "kd_cache_amort1",
-        "kd_cache_amort3", "mix_hooks", "mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe",
+        "kd_cache_amort3", "mix_hooks", "mix_attn", "mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe",
     ]  # fmt: skip
     merged = {**rows, **derived}
     bench.rows = {k: merged[k] for k in order if k in merged} | {k: v for k, v in merged.items() if k not in order}
@@ -1145,6 +1167,12 @@ def tracked_ratios(bench: Bench) -> list[Floor]:
             round(1 / 1.15, 3) if cuda else 1.0,
             ratio(ms("mix_hooks"), ms("mix_eager")),
             note="CUDA: hooks ≥ 1.15× faster" if cuda else "CPU: hooks no slower",
+        ),
+        Floor(
+            "mix-step (attention capture) / eager-fed mix-step time",
+            "<=",
+            round(1 / 1.15, 3) if cuda else 1.0,
+            ratio(ms("mix_attn"), ms("mix_eager")),
         ),
     ]
 

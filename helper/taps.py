@@ -13,6 +13,14 @@ Because the hooks only read module outputs, the model keeps whatever attention i
 model's outputs are bit-identical with and without the hooks. Attention probabilities, when a loss needs them, are
 recomputed from the captured queries and keys (``softmax(Q Kᵀ / sqrt(d) + mask)``).
 
+``capture="attention"`` takes the queries, keys and values instead from inside the model's attention function:
+transformers 5.x models call their attention through the ``AttentionInterface`` registry
+(``config._attn_implementation``), so :class:`ModelTaps` registers a function there (under
+:data:`ATTENTION_CAPTURE`'s names, with the matching mask function) that records the tensors the mapped layers hand
+to attention, already shaped ``(batch, heads, seq, head_dim)``, and runs the kernel the model used before (SDPA or
+eager) for every layer. While the taps are in place ``config._attn_implementation`` names that function;
+:meth:`ModelTaps.remove` restores the original. Outputs stay bit-identical. Nothing in transformers is patched.
+
 Supported families are listed in :data:`ARCHITECTURES`, a small map of module paths keyed on
 ``config.model_type``.
 
@@ -23,6 +31,7 @@ Example:
     >>> taps.remove()
 """
 
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from numbers import Integral
@@ -35,6 +44,8 @@ from torch.utils.hooks import RemovableHandle
 
 __all__ = [
     "ARCHITECTURES",
+    "ATTENTION_CAPTURE",
+    "CAPTURE_MODES",
     "MODEL_OUTPUT_NAMES",
     "PER_LAYER_TAP_NAMES",
     "TAP_NAMES",
@@ -53,6 +64,61 @@ MODEL_OUTPUT_NAMES = frozenset({"logits"})
 """Names that come from the model's output rather than from a hook; accepted in ``needs`` and ignored."""
 
 _PROJECTION_TAPS = {"queries": "query", "keys": "key", "values": "value"}
+
+CAPTURE_MODES = ("hooks", "attention")
+"""How :class:`ModelTaps` records queries/keys/values: forward hooks on the projections, or the attention function."""
+
+ATTENTION_CAPTURE = {"sdpa": "distiller_taps_sdpa", "eager": "distiller_taps_eager"}
+"""Names under which the recording attention function is registered, by the kernel it runs (the model's own)."""
+
+# id(attention module) -> recorders called with (query, key, value); id(config) -> [original implementation, users]
+_ATTENTION_RECORDERS: dict[int, list[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]]] = {}
+_SWITCHED_CONFIGS: dict[int, list[Any]] = {}
+_KERNEL_OF = {name: kernel for kernel, name in ATTENTION_CAPTURE.items()}
+
+
+def _eager_kernel(module: nn.Module) -> Callable[..., Any]:
+    """The eager attention function of the module's own modeling file (each model family defines one)."""
+    kernel = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if kernel is None:
+        raise UnsupportedArchitectureError(
+            f"{type(module).__name__} has no eager_attention_forward in {type(module).__module__}; "
+            "use ModelTaps(..., capture='hooks')"
+        )
+    return kernel
+
+
+def _recording_attention(kernel: str) -> Callable[..., Any]:
+    """An ``AttentionInterface`` function: records q/k/v for tapped modules, then runs ``kernel`` (sdpa or eager)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def attention(
+        module: nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        for record in _ATTENTION_RECORDERS.get(id(module), ()):
+            record(query, key, value)
+        run = sdpa_attention_forward if kernel == "sdpa" else _eager_kernel(module)
+        return run(module, query, key, value, attention_mask, **kwargs)
+
+    return attention
+
+
+def _register_attention_functions() -> None:
+    """Register the recording attention functions and their mask functions with transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+
+    masks = {"sdpa": sdpa_mask, "eager": eager_mask}
+    for kernel, name in ATTENTION_CAPTURE.items():
+        if name not in AttentionInterface._global_mapping:
+            AttentionInterface.register(name, _recording_attention(kernel))
+            AttentionMaskInterface.register(name, masks[kernel])
+
 
 _Hook = Callable[[nn.Module, Any, Any], None]
 
@@ -156,7 +222,13 @@ class ModelTaps:
         hidden_size: Width of the hidden states (also of the ``"embeddings"`` tap).
     """
 
-    def __init__(self, model: nn.Module, needs: Iterable[str], layers: Iterable[int] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        needs: Iterable[str],
+        layers: Iterable[int] | None = None,
+        capture: str = "hooks",
+    ) -> None:
         """Registers the hooks.
 
         Args:
@@ -164,12 +236,19 @@ class ModelTaps:
             needs: Tap names to record, a subset of :data:`TAP_NAMES`; names in :data:`MODEL_OUTPUT_NAMES` (such as
                 ``"logits"``) are ignored. A single string is read as one name.
             layers: 0-based encoder layers to record the per-layer taps for; ``None`` records all layers.
+            capture: How queries/keys/values are recorded (one of :data:`CAPTURE_MODES`): ``"hooks"`` (forward hooks
+                on the projections) or ``"attention"`` (from the model's attention function; needs a model whose
+                ``config._attn_implementation`` is ``"sdpa"`` or ``"eager"``). Other taps always use hooks.
 
         Raises:
-            ValueError: On unknown tap names, or layer indices that are not integers in ``0..num_layers-1``.
-            UnsupportedArchitectureError: When the model family is not in :data:`ARCHITECTURES` or a module the map
-                names is missing.
+            ValueError: On unknown tap names, layer indices that are not integers in ``0..num_layers-1``, or an unknown
+                ``capture``.
+            UnsupportedArchitectureError: When the model family is not in :data:`ARCHITECTURES`, a module the map
+                names is missing, or ``capture="attention"`` meets an attention implementation it cannot wrap.
         """
+        if capture not in CAPTURE_MODES:
+            raise ValueError(f"capture={capture!r}: expected one of {list(CAPTURE_MODES)}")
+        self.capture = capture
         self.needs = self._validate_needs(needs)
         self.model = model
         self.base_model, self.model_type, names = self._resolve_architecture(model)
@@ -186,6 +265,7 @@ class ModelTaps:
         self._record: dict[str, Any] = {}
         self._expected: set[tuple[str, int | None]] = set()
         self._active = False
+        self._attention: list[tuple[int, Callable]] = []  # (id(attention module), recorder) while registered
         self._register(names)
 
     # ------------------------------------------------------------------ validation and resolution
@@ -283,26 +363,93 @@ class ModelTaps:
             to_hook.append((module, self._make_hook("embeddings", None)))
             self._expected.add(("embeddings", None))
 
+        projection_taps = [tap for tap in _PROJECTION_TAPS if tap in self.needs]
+        recorders: list[tuple[nn.Module, Callable]] = []
         for index in self.layers:
             layer = self._layer_modules[index]
             where = f"{names.layers}.{index}"
             if "hidden" in self.needs:
                 to_hook.append((layer, self._make_hook("hidden", index)))
                 self._expected.add(("hidden", index))
-            for tap, attr in _PROJECTION_TAPS.items():
-                if tap in self.needs:
-                    path = getattr(names, attr)
-                    projection = self._submodule(layer, path, f"{attr} projection", where)
+            for tap in projection_taps:
+                path = getattr(names, _PROJECTION_TAPS[tap])
+                projection = self._submodule(layer, path, f"{_PROJECTION_TAPS[tap]} projection", where)
+                if self.capture == "hooks":
                     to_hook.append((projection, self._make_hook(tap, index)))
-                    self._expected.add((tap, index))
+                self._expected.add((tap, index))
+            if projection_taps and self.capture == "attention":
+                attention_path = names.query.rpartition(".")[0]
+                attention = self._submodule(layer, attention_path, "attention module", where)
+                recorders.append((attention, self._make_recorder(projection_taps, index)))
 
-        if not to_hook:
+        if not to_hook and not recorders:
             return
+        kernel = self._attention_kernel(recorders[0][0]) if recorders else None
         # All modules are resolved before any hook is registered, so a failure above leaves the model untouched.
         self._handles.append(self.base_model.register_forward_pre_hook(self._begin_forward))
         self._handles.append(self.base_model.register_forward_hook(self._end_forward, always_call=True))
         for module, hook in to_hook:
             self._handles.append(module.register_forward_hook(hook))
+        if recorders:
+            self._switch_attention(kernel)
+            for module, recorder in recorders:
+                _ATTENTION_RECORDERS.setdefault(id(module), []).append(recorder)
+                self._attention.append((id(module), recorder))
+
+    def _attention_kernel(self, attention: nn.Module) -> str:
+        """The kernel the recording attention function must run: the model's current implementation."""
+        config = self.model.config
+        current = config._attn_implementation
+        kernel = _KERNEL_OF.get(current, current)
+        can_set = getattr(self.model, "_can_set_attn_implementation", None)
+        if kernel not in ATTENTION_CAPTURE or not callable(can_set) or not can_set():
+            raise UnsupportedArchitectureError(
+                f"ModelTaps(capture='attention') needs a model whose attention goes through transformers' "
+                f"AttentionInterface with attn_implementation 'sdpa' or 'eager'; {type(self.model).__name__} has "
+                f"{current!r}. Use capture='hooks'"
+            )
+        if kernel == "eager":
+            _eager_kernel(attention)  # fails now, not in the first forward pass
+        return kernel
+
+    def _switch_attention(self, kernel: str) -> None:
+        """Point the model at the recording attention function (shared per config, restored by the last user)."""
+        _register_attention_functions()
+        config = self.model.config
+        entry = _SWITCHED_CONFIGS.get(id(config))
+        if entry is None:
+            original = config._attn_implementation
+            self.model.set_attn_implementation(ATTENTION_CAPTURE[kernel])
+            _SWITCHED_CONFIGS[id(config)] = [original, 1]
+        else:
+            entry[1] += 1
+
+    def _restore_attention(self) -> None:
+        for key, recorder in self._attention:
+            recorders = _ATTENTION_RECORDERS.get(key, [])
+            if recorder in recorders:
+                recorders.remove(recorder)
+            if not recorders:
+                _ATTENTION_RECORDERS.pop(key, None)
+        if not self._attention:
+            return
+        self._attention = []
+        config = self.model.config
+        entry = _SWITCHED_CONFIGS.get(id(config))
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _SWITCHED_CONFIGS[id(config)]
+                self.model.set_attn_implementation(entry[0])
+
+    def _make_recorder(self, taps: list[str], index: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
+        def record_attention_inputs(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+            if self._active:
+                for tap, tensor in zip(("queries", "keys", "values"), (query, key, value), strict=True):
+                    if tap in taps:
+                        self._record.setdefault(tap, {})[index] = tensor
+
+        return record_attention_inputs
 
     def _begin_forward(self, module: nn.Module, args: Any) -> None:
         self._record = {}
@@ -343,8 +490,8 @@ class ModelTaps:
 
     @property
     def num_hooks(self) -> int:
-        """Number of hooks currently registered by this object (0 after :meth:`remove`)."""
-        return len(self._handles)
+        """Number of hooks (and attention recorders) currently registered by this object (0 after :meth:`remove`)."""
+        return len(self._handles) + len(self._attention)
 
     def pop(self) -> dict[str, Any]:
         """Returns what the last forward pass recorded, and clears the record.
@@ -381,10 +528,14 @@ class ModelTaps:
         return result
 
     def remove(self) -> None:
-        """Removes all hooks from the model. Idempotent; what was already recorded can still be popped."""
+        """Removes all hooks from the model (and restores its attention implementation after ``capture="attention"``).
+
+        Idempotent; what was already recorded can still be popped.
+        """
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._restore_attention()
         self._active = False
 
     def __enter__(self) -> "ModelTaps":
@@ -401,5 +552,5 @@ class ModelTaps:
     def __repr__(self) -> str:
         return (
             f"ModelTaps({type(self.model).__name__}, model_type={self.model_type!r}, needs={sorted(self.needs)}, "
-            f"layers={list(self.layers)}, hooks={self.num_hooks})"
+            f"layers={list(self.layers)}, capture={self.capture!r}, hooks={self.num_hooks})"
         )

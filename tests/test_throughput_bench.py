@@ -72,6 +72,27 @@ def test_eager_fed_losses_equal_hook_fed_losses(batch):
     assert 3 in needs["hidden"] and "logits" not in needs
 
 
+def test_attention_capture_losses_equal_eager_fed_losses_with_padding(batch):
+    teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
+    assert not batch["attention_mask"].all()
+    capture = BaseDistiller(teacher, student, MIX, alpha=0.5, temperature=4.0).eval()
+    bench.use_attention_capture(capture)
+    assert capture.t_taps.capture == capture.s_taps.capture == "attention"
+    assert teacher.config._attn_implementation == "distiller_taps_sdpa"
+    eager = BaseDistiller(bench.eager_copy(teacher), bench.eager_copy(student), MIX, alpha=0.5, temperature=4.0).eval()
+    eager.adaptors.load_state_dict(capture.adaptors.state_dict())
+    eager.remove_taps()
+    assert eager.teacher.config._attn_implementation == "eager"
+
+    got, s_got, _ = capture._distill(batch)
+    want, s_want, _ = bench.eager_distill(eager, batch)
+    for name in MIX:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(s_got, s_want, rtol=1e-4, atol=1e-5)
+    capture.remove_taps()
+    assert teacher.config._attn_implementation == student.config._attn_implementation == "sdpa"
+
+
 def test_eager_distiller_step_trains_student_and_projection(batch):
     teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
     distiller = BaseDistiller(bench.eager_copy(teacher), bench.eager_copy(student), MIX)
@@ -264,7 +285,7 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
         "kd_cache_amort3",
         "mix_hooks",
     ]
-    assert keys[9:] == ["mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe"]
+    assert keys[9:] == ["mix_attn", "mix_eager", "pl_kd_cache", "pl_kd_cache_amort3", "hf_recipe"]
     rows = {r.key: r for r in report["rows"]}
     accelerate = importlib.util.find_spec("accelerate") is not None
     measured = [k for k, r in rows.items() if r.samples]
@@ -273,12 +294,12 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
     steps = {k: r for k, r in rows.items() if r.samples and r.samples[0].steps}
     assert all(s.steps == 2 and s.samples == 16 for r in steps.values() for s in r.samples)
     assert "WARNING" not in rows["pl_kd_cache"].note
-    assert [len(f.values) for f in report["floors"]] == [2 if accelerate else 0, 2, 2, 2, 2]
+    assert [len(f.values) for f in report["floors"]] == [2 if accelerate else 0, 2, 2, 2, 2, 2]
     out = capsys.readouterr().out
     assert "| config | samples/s, median (min–max) | ms/step, median (min–max) |" in out
-    assert out.count(": PASS") + out.count(": FAIL") + out.count(": n/a") == 5
+    assert out.count(": PASS") + out.count(": FAIL") + out.count(": n/a") == 6
     payload = json.loads((tmp_path / "out.json").read_text())
-    assert len(payload["floors"]) == 5 and all(
+    assert len(payload["floors"]) == 6 and all(
         len(f["per_round"]) == len(f_.values) for f, f_ in zip(payload["floors"], report["floors"], strict=True)
     )
     assert len(payload["rows"][1]["rounds"]) == 2

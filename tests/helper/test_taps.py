@@ -24,6 +24,8 @@ from transformers import (
 )
 
 from helper.taps import (
+    ATTENTION_CAPTURE,
+    PER_LAYER_TAP_NAMES,
     TAP_NAMES,
     ModelTaps,
     UnsupportedArchitectureError,
@@ -418,3 +420,117 @@ def test_unknown_tap_names(tiny_teacher: nn.Module) -> None:
 def test_single_string_need_is_one_name(tiny_teacher: nn.Module) -> None:
     with ModelTaps(tiny_teacher, needs="hidden") as taps:
         assert taps.needs == frozenset({"hidden"})
+
+
+# ---------------------------------------------------------------------------------------------- capture="attention"
+
+QKV = {"queries", "keys", "values"}
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_attention_capture_records_what_the_hooks_record(
+    family: str, implementation: str, tiny_batch: dict[str, torch.Tensor]
+) -> None:
+    model = FAMILIES[family][0]()
+    model.set_attn_implementation(implementation)
+    inputs = _inputs(tiny_batch)
+    assert not inputs["attention_mask"].all()  # padding is part of the comparison
+    with ModelTaps(model, needs=TAP_NAMES, layers=[0, 2]) as taps, torch.no_grad():
+        want_logits = model(**inputs).logits
+        want = taps.pop()
+    with ModelTaps(model, needs=TAP_NAMES, layers=[0, 2], capture="attention") as taps, torch.no_grad():
+        assert model.config._attn_implementation == ATTENTION_CAPTURE[implementation]
+        got_logits = model(**inputs).logits
+        got = taps.pop()
+    assert model.config._attn_implementation == implementation  # restored by remove()
+    assert torch.equal(got_logits, want_logits)  # the same kernel ran
+    assert set(got) == set(want) == TAP_NAMES
+    assert torch.equal(got["embeddings"], want["embeddings"])
+    for name in PER_LAYER_TAP_NAMES:
+        assert list(got[name]) == [0, 2]
+        for i in (0, 2):
+            assert torch.equal(got[name][i], want[name][i]), (name, i)
+
+
+def test_attention_capture_registers_no_projection_hooks_and_shares_the_switch(tiny_batch) -> None:
+    model = _bert()
+    before = _hook_counts(model)
+    first = ModelTaps(model, needs=QKV, layers=[1], capture="attention")
+    assert sum(_hook_delta(before, _hook_counts(model)).values()) == 2  # begin/end of the forward pass only
+    assert first.num_hooks == 3  # ... plus one attention recorder
+    second = ModelTaps(model, needs={"queries"}, layers=[0, 1], capture="attention")
+    with torch.no_grad():
+        model(**_inputs(tiny_batch))
+    assert list(first.pop()["keys"]) == [1] and list(second.pop()["queries"]) == [0, 1]
+    first.remove()
+    assert model.config._attn_implementation == ATTENTION_CAPTURE["sdpa"]  # the second still needs it
+    with torch.no_grad():
+        model(**_inputs(tiny_batch))
+    assert list(second.pop()["queries"]) == [0, 1]
+    second.remove()
+    second.remove()  # idempotent
+    assert model.config._attn_implementation == "sdpa" and _hook_counts(model) == before and second.num_hooks == 0
+
+
+def test_attention_capture_rejects_what_it_cannot_wrap(tiny_teacher: nn.Module) -> None:
+    with pytest.raises(ValueError, match=r"capture='projections': expected one of \['hooks', 'attention'\]"):
+        ModelTaps(tiny_teacher, needs=QKV, capture="projections")
+    tiny_teacher.config._attn_implementation = "flex_attention"
+    before = _hook_counts(tiny_teacher)
+    with pytest.raises(UnsupportedArchitectureError, match="'flex_attention'.*capture='hooks'"):
+        ModelTaps(tiny_teacher, needs=QKV, capture="attention")
+    assert _hook_counts(tiny_teacher) == before and tiny_teacher.config._attn_implementation == "flex_attention"
+    # Without q/k/v there is nothing to take from the attention function, whatever the implementation.
+    with ModelTaps(tiny_teacher, needs={"hidden"}, capture="attention") as taps:
+        assert taps.num_hooks == 2 + 4  # begin/end and one per layer of the 4-layer teacher
+
+
+def test_attention_capture_follows_gradients_and_skips_checkpoint_recompute(tiny_batch) -> None:
+    model = _bert().train()
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    model.activation_checkpointing_enable()  # v5 name of gradient_checkpointing_enable
+    with ModelTaps(model, needs=QKV, layers=[1], capture="attention") as taps:
+        model(**_inputs(tiny_batch))
+        record = taps.pop()
+        record["queries"][1].sum().backward()  # recomputes layer 1 during backward
+        assert taps._record == {}
+    assert model.bert.encoder.layer[1].attention.self.query.weight.grad is not None
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_adaptor_losses_equal_with_hooks_and_attention_capture(
+    implementation: str, tiny_batch: dict[str, torch.Tensor]
+) -> None:
+    from helper.distiller import BaseDistiller
+
+    mix = ["AttnMiniLM", "ValMiniLM", "AttnTinyBERT", "HidnTinyBERT", "EmbdTinyBERT", "LogitKD"]
+    teacher = tiny_bert(layers=4, heads=4, seed=0)
+    student = tiny_bert(layers=2, hidden=32, heads=4, seed=1)
+    for model in (teacher, student):
+        model.set_attn_implementation(implementation)
+    batch = {**tiny_batch, "labels": torch.tensor([0, 1, 1])}
+    hooks = BaseDistiller(teacher, student, mix).eval()
+    want, want_logits, _ = hooks._distill(batch)
+    hooks.remove_taps()
+
+    capture = BaseDistiller(teacher, student, mix).eval()
+    capture.adaptors.load_state_dict(hooks.adaptors.state_dict())
+    capture.remove_taps()
+    needs = set().union(*(a.needs for a in capture.adaptors)) - {"logits"}
+    t_layers = sorted({t for m in capture.layer_maps for _, t in m})
+    s_layers = sorted({s for m in capture.layer_maps for s, _ in m})
+    capture.t_taps = ModelTaps(teacher, needs, t_layers, capture="attention")
+    capture.s_taps = ModelTaps(student, needs, s_layers, capture="attention")
+    got, got_logits, _ = capture._distill(batch)
+    capture.remove_taps()
+
+    assert set(got) == set(want) == set(mix)
+    for name in mix:
+        assert torch.isfinite(got[name]) and got[name] > 0, name
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(got_logits, want_logits, rtol=0, atol=0)
+    assert teacher.config._attn_implementation == student.config._attn_implementation == implementation
