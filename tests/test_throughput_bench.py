@@ -215,6 +215,9 @@ def test_amortised_speed_per_round_and_tracked_ratios_per_round():
     cached = bench.Row("kd_cache", "kd", [Sample(10.0, 1000, 10), Sample(20.0, 1000, 10)])  # 100 then 50 samples/s
     amortised = bench.amortised_row("a", "a", 1000, 3, cache, cached)
     assert [s.samples_per_s for s in amortised.samples] == pytest.approx([75.0, 3000 / 90])
+    once = bench.Row("cache_build", "cache", [Sample(10.0, 1000)])  # built once: used with every round's speed
+    amortised = bench.amortised_row("a", "a", 1000, 3, once, cached)
+    assert [s.samples_per_s for s in amortised.samples] == pytest.approx([75.0, 3000 / 70])
 
     def row(key: str, ms: list[float]) -> bench.Row:
         return bench.Row(key, key, [Sample(m / 1000 * 10, 320, 10) for m in ms])
@@ -265,7 +268,7 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
     tiny_bert(layers=4, seed=0).save_pretrained(folder)
     args = ["--dataset", "demo", "--teacher", str(folder), "--tokenizer", minilm_path, "--student-layers", "0", "3"]
     args += ["--batch-size", "8", "--steps", "2", "--warmup", "1", "--max-train-samples", "32", "--max-length", "64"]
-    args += ["--rounds", "2", "--round-warmup", "1"]
+    args += ["--rounds", "2", "--round-warmup", "1", "--cache-every-round"]
     args += ["--threads", "1", "--json", str(tmp_path / "out.json")]  # 1 thread: quick even on a busy machine
     threads = torch.get_num_threads()
     try:
