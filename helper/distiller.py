@@ -337,14 +337,20 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
         return parts["loss"]
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Student CE (``val_loss``), metrics, the distillation loss, and the teacher's metrics once."""
+    def _evaluate(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation step shared by validation and test: logs ``<split>_loss`` (student CE) and
+        ``<split>_distill_loss``; returns student and teacher logits for the metrics."""
         losses, s_logits, t_logits = self._distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])  # computed once
-        self.log("val_loss", ce, prog_bar=True, sync_dist=True, batch_size=size)
-        self.log("val_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
+        self.log(f"{split}_loss", ce, prog_bar=split == "val", sync_dist=True, batch_size=size)
+        self.log(f"{split}_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
+        return s_logits, t_logits
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Student CE (``val_loss``), metrics, the distillation loss, and the teacher's metrics once."""
+        s_logits, t_logits = self._evaluate(batch, "val")
         self.val_metrics.update(s_logits, batch["labels"])
         if not self._teacher_logged and not self.trainer.sanity_checking:
             self.teacher_metrics.update(t_logits, batch["labels"])
@@ -399,13 +405,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
             )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Student and teacher on the test split: the validation step's losses, ``test_*`` and ``teacher_test_*``."""
-        losses, s_logits, t_logits = self._distill(batch)
-        parts = self._total(losses, s_logits, batch["labels"])
-        size = len(batch["labels"])
-        ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])
-        self.log("test_loss", ce, sync_dist=True, batch_size=size)
-        self.log("test_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
+        """The validation step on the test split: ``test_loss``, ``test_*`` and the teacher's ``teacher_test_*``."""
+        s_logits, t_logits = self._evaluate(batch, "test")
         self.test_metrics.update(s_logits, batch["labels"])
         self.teacher_test_metrics.update(t_logits, batch["labels"])
 
