@@ -18,7 +18,17 @@ from helper.finetuner import HgCkptIO
 from tests.adaptors.helpers import dims, run_model
 from tests.conftest import pad_batch, tiny_bert
 
-INTER = ["AttnMiniLM", "ValMiniLM", "AttnTinyBERT", "HidnTinyBERT", "EmbdTinyBERT", "HidnPKD"]
+INTER = [
+    "AttnMiniLM",
+    "ValMiniLM",
+    "RelMiniLMv2",
+    "AttnTinyBERT",
+    "AttnCE",
+    "HidnTinyBERT",
+    "EmbdTinyBERT",
+    "HidnPKD",
+    "HidnCos",
+]
 LOGIT = ["LogitKD", "LogitCE", "LogitMSE"]
 
 
@@ -90,13 +100,20 @@ def test_default_layer_maps(tiny_teacher, tiny_student):
     assert maps["AttnMiniLM"] == [(1, 3)]  # MiniLM: last layer
     assert maps["HidnTinyBERT"] == [(0, 1), (1, 3)]  # TinyBERT: uniform 4 -> 2
     assert maps["LogitKD"] == [] and maps["EmbdTinyBERT"] == []
+    pkd = BaseDistiller(tiny_teacher, tiny_student, ["HidnPKD", "HidnCos", "RelMiniLMv2"])
+    maps = dict(zip([a.name for a in pkd.adaptors], pkd.layer_maps, strict=True))
+    assert maps["HidnPKD"] == [(0, 1)]  # Patient KD: uniform without the last student layer
+    assert maps["HidnCos"] == [(1, 3)] and maps["RelMiniLMv2"] == [(1, 3)]
+    chosen = BaseDistiller(tiny_teacher, tiny_student, [{"name": "RelMiniLMv2", "teacher_layer": 2}])
+    assert chosen.layer_maps == [[(1, 2)]]  # MiniLMv2: the user's teacher layer into the last student layer
+    assert chosen.t_taps.needs == {"queries", "keys", "values"} and chosen.t_taps.layers == (2,)
     explicit = BaseDistiller(tiny_teacher, tiny_student, [{"name": "HidnTinyBERT", "layers": [[0, 0], [1, 2]]}])
     assert explicit.layer_maps == [[(0, 0), (1, 2)]]
 
 
 def test_zero_loss_for_a_copy_of_the_teacher(tiny_teacher, batch):
     student = copy.deepcopy(tiny_teacher)
-    names = INTER + ["LogitKD", "LogitMSE"]
+    names = [n for n in INTER if n != "AttnCE"] + ["LogitKD", "LogitMSE"]  # cross-entropies bottom out above 0
     distiller = BaseDistiller(tiny_teacher, student, names, alpha=0.0).eval()
     with torch.no_grad():
         losses, _, _ = distiller._distill(batch)
