@@ -248,11 +248,13 @@ class ClfDataModule(pl.LightningDataModule):
         max_length: Truncation length in tokens.
         batch_size: Training batch size.
         eval_batch_size: Evaluation batch size (default: ``2 * batch_size``).
-        max_train_samples: Use a seeded random subset of this many training examples.
+        max_train_samples: Use a seeded random subset of this many training examples (seed: ``sample_seed``).
         max_eval_samples: Use the first this many validation examples.
         group_by_length: Length-grouped training batches and length-sorted evaluation batches.
         num_workers: DataLoader worker processes.
         seed: Seed for the validation split, subsets and batch order.
+        sample_seed: Seed of the ``max_train_samples`` subset alone (default: ``seed``), so that runs with other
+            seeds (batch order) can keep one labelled sample, e.g. the one a teacher was fine-tuned on.
         unlabeled: Unlabelled in-domain text for the transfer set (distillation only): any source ``dataset``
             accepts. Its rows join the training split with no label (``-100``, the cross-entropy's ignore index), and
             the teacher labels them (:meth:`add_teacher_logits`). Its text fields are the labelled data's when it has
@@ -291,6 +293,7 @@ class ClfDataModule(pl.LightningDataModule):
         group_by_length: bool = True,
         num_workers: int = 0,
         seed: int = 42,
+        sample_seed: int | None = None,
         unlabeled: DataSource | None = None,
         unlabeled_subset: str | None = None,
         unlabeled_split: str | None = None,
@@ -327,6 +330,8 @@ class ClfDataModule(pl.LightningDataModule):
             problems.append(f"augment (--data.augment)={augment!r}: expected null or a mapping of Augment settings")
         elif augment is not None:
             problems.extend(augment_problems(augment))
+        if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
+            problems.append(f"sample_seed (--data.sample_seed)={sample_seed!r}: expected an integer or null")
         if not isinstance(rest_as_unlabeled, bool):
             problems.append(f"rest_as_unlabeled (--data.rest_as_unlabeled)={rest_as_unlabeled!r}: expected true/false")
         if problems:
@@ -358,7 +363,7 @@ class ClfDataModule(pl.LightningDataModule):
         self._validate()
         rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
-            shuffled = self.raw["train"].shuffle(seed=seed)
+            shuffled = self.raw["train"].shuffle(seed=seed if sample_seed is None else sample_seed)
             self.raw["train"] = shuffled.select(range(max_train_samples))
             rest = shuffled.select(range(max_train_samples, len(shuffled)))
         if max_eval_samples is not None and max_eval_samples < len(self.raw["validation"]):

@@ -140,6 +140,16 @@ def test_rest_of_the_training_split_as_unlabeled(labelled: DatasetDict, tok) -> 
     assert dm.transfer["rest"].column_names == ["sentence"]  # their labels are gone
 
 
+def test_sample_seed_keeps_the_labelled_sample_across_seeds(labelled: DatasetDict, tok) -> None:
+    base = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, seed=1, rest_as_unlabeled=True)
+    other = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, seed=2, sample_seed=1, rest_as_unlabeled=True)
+    assert list(other.raw["train"]["sentence"]) == list(base.raw["train"]["sentence"])
+    assert list(other.transfer["rest"]["sentence"]) == list(base.transfer["rest"]["sentence"])
+    assert other.seed == 2  # the batch order still follows seed
+    moved = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, seed=2)
+    assert list(moved.raw["train"]["sentence"]) != list(base.raw["train"]["sentence"])
+
+
 # ---------------------------------------------------------------------------------------------- teacher labels
 def test_store_labels_each_transfer_row_once(tmp_path, monkeypatch, labelled: DatasetDict, tok) -> None:
     monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
