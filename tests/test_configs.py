@@ -25,9 +25,12 @@ def script_for(config: Path) -> tuple[type, str]:
         return InterDistiller, "model.teacher"
     if name.startswith("distillation_ts_2nd"):
         return PredDistiller, "model.teacher"
-    if name.startswith("distillation_ms"):
+    if name.startswith("distillation_"):  # distillation_ms.yaml and the mix-step recipes (distillation_sst2.yaml, ...)
         return BaseDistiller, "model.teacher"
-    raise AssertionError(f"{config.name}: no script prefix (finetune*, distillation_ms*, distillation_ts_1st*, ...)")
+    raise AssertionError(
+        f"{config.name}: no script prefix (finetune*, distillation_ts_1st*, distillation_ts_2nd*, "
+        "distillation_* for distillation_ms.py)"
+    )
 
 
 def test_there_are_configs_for_every_script():
