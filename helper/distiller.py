@@ -8,6 +8,7 @@ keep their fast attention. Learned projections live in the adaptors, never in th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -198,10 +199,29 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
 
     @staticmethod
     def _check_labels(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
-        if dm is not None and model.config.num_labels != dm.num_labels:
+        """The model's label count matches the data's; a teacher's class names, when it has real ones, too.
+
+        A teacher trained on ``NOT``/``OFF`` and data whose names come in another order (``["OFF", "NOT"]``) would
+        distil swapped classes without any error, so the names and their order must agree unless one side only has
+        the default ``LABEL_i`` names.
+        """
+        if dm is None:
+            return
+        if model.config.num_labels != dm.num_labels:
             raise ValueError(
                 f"{role} has num_labels={model.config.num_labels} but the data has {dm.num_labels} classes "
                 f"{dm.label_names}; expected the same label count"
+            )
+        if role != "teacher":
+            return
+        names = [str(model.config.id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels)]
+        data_names = [str(n) for n in dm.label_names]
+        default = [f"LABEL_{i}" for i in range(len(names))]
+        if names != default and data_names != default and names != data_names:
+            raise ValueError(
+                f"teacher has class names {names} (config.id2label) but the data's label names (--data.label_names) "
+                f"are {data_names}; expected the same names in the same order, e.g. "
+                f"--data.label_names '{json.dumps(names)}'"
             )
 
     @staticmethod

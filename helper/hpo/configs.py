@@ -40,7 +40,7 @@ def trial_config(spec: HpoSpec, number: int, values: dict[str, Any]) -> dict[str
     """The complete config of trial ``number``: base + overrides + sampled values, with the trial's bookkeeping.
 
     The trial gets its seed, its own ``default_root_dir`` (``<runs_dir>/<study>/trial_<n>``), a CSV logger there
-    (or none), no progress bar or model summary, and no checkpointing or export.
+    (or none), no progress bar or model summary, no checkpointing or export, and no test-split evaluation.
 
     Args:
         spec: The HPO spec.
@@ -50,6 +50,7 @@ def trial_config(spec: HpoSpec, number: int, values: dict[str, Any]) -> dict[str
     cfg = _with_values(spec, values)
     folder = spec.study_dir / f"trial_{number}"
     cfg["seed_everything"] = spec.trial_seed(number)
+    cfg["test_after_fit"] = False  # trials are compared on validation only; the test split stays unseen
     trainer = cfg.setdefault("trainer", {}) or {}
     cfg["trainer"] = trainer
     trainer["default_root_dir"] = str(folder)

@@ -71,7 +71,13 @@ HPO_KEYS = (
     "search_space",
 )
 #: Keys that every trial sets itself; searching them would be overwritten or break the bookkeeping.
-RESERVED_SEARCH_KEYS = ("seed_everything", "trainer.logger", "trainer.default_root_dir", "trainer.enable_checkpointing")
+RESERVED_SEARCH_KEYS = (
+    "seed_everything",
+    "test_after_fit",
+    "trainer.logger",
+    "trainer.default_root_dir",
+    "trainer.enable_checkpointing",
+)
 
 
 class HpoConfigError(ValueError):

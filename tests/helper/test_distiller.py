@@ -453,3 +453,17 @@ def _taps_of(distiller: BaseDistiller, batch: dict[str, torch.Tensor], index: in
         eager.set_attn_implementation("eager")
         taps.append(run_model(eager, batch, layers or [0]).taps)
     return taps
+
+
+def test_teacher_class_names_must_match_the_data(dm, tiny_teacher, tiny_student):
+    """A teacher trained on named classes is refused when the data names them in another order (swapped classes)."""
+    tiny_teacher.config.id2label = {0: "positive", 1: "negative"}
+    with pytest.raises(ValueError) as error:
+        BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], dm)
+    message = str(error.value)
+    assert "['positive', 'negative']" in message and "['negative', 'positive']" in message
+    assert """--data.label_names '["positive", "negative"]'""" in message
+    tiny_teacher.config.id2label = {0: "negative", 1: "positive"}  # same names, same order: accepted
+    BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], dm)
+    tiny_teacher.config.id2label = {0: "LABEL_0", 1: "LABEL_1"}  # a teacher without names: nothing to compare
+    BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], dm)

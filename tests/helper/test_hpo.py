@@ -173,6 +173,7 @@ def test_trial_config_is_base_plus_overrides_plus_values_with_its_own_bookkeepin
     cfg = hpo.trial_config(spec, 3, values)
     base = yaml.safe_load(BASE.read_text())
     assert cfg["seed_everything"] == base["seed_everything"] + 3
+    assert cfg["test_after_fit"] is False  # trials never look at the test split
     assert cfg["model"]["alpha"] == 0.3 and cfg["model"]["student"] == {"layers": [0, 2, 5]}
     weights = {a["name"]: a["weight"] for a in cfg["model"]["adaptors"]}
     assert weights == {"AttnMiniLM": 1.0, "ValMiniLM": 1.5, "LogitKD": 1.0}
