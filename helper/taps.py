@@ -71,7 +71,8 @@ CAPTURE_MODES = ("hooks", "attention")
 ATTENTION_CAPTURE = {"sdpa": "distiller_taps_sdpa", "eager": "distiller_taps_eager"}
 """Names under which the recording attention function is registered, by the kernel it runs (the model's own)."""
 
-# id(attention module) -> recorders called with (query, key, value); id(config) -> [original implementation, users]
+# id(attention module) -> recorders called with (query, key, value) (a recorder keeps its model, so the id, alive);
+# id(config) -> [original implementation, number of ModelTaps using the switch, the config (keeps the id unique)]
 _ATTENTION_RECORDERS: dict[int, list[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]]] = {}
 _SWITCHED_CONFIGS: dict[int, list[Any]] = {}
 _KERNEL_OF = {name: kernel for kernel, name in ATTENTION_CAPTURE.items()}
@@ -420,7 +421,7 @@ class ModelTaps:
         if entry is None:
             original = config._attn_implementation
             self.model.set_attn_implementation(ATTENTION_CAPTURE[kernel])
-            _SWITCHED_CONFIGS[id(config)] = [original, 1]
+            _SWITCHED_CONFIGS[id(config)] = [original, 1, config]
         else:
             entry[1] += 1
 
