@@ -790,6 +790,7 @@ class ClfDataModule(pl.LightningDataModule):
         self._tokenized_transfer = {n: self._tokenize(ds, n, transfer=True) for n, ds in self.transfer.items()}
         self.tokenized = DatasetDict(tokenized)
         self._compose_train()
+        rank_zero_info(self.describe_train_rows())
 
     def _tokenize(self, ds: Dataset, name: str, transfer: bool = False) -> Dataset:
         """Tokenized rows with their ``labels`` (``-100`` for transfer rows, which have none)."""
