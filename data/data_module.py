@@ -750,7 +750,8 @@ class ClfDataModule(pl.LightningDataModule):
 
     def describe_train_rows(self) -> str:
         """One log line: labelled and transfer rows, the transfer rows by origin."""
-        parts = [f"{len(rows):,} {name}" for name, rows in self.transfer.items() if name != "augment"]
+        origin = {"unlabeled": "unlabeled", "rest": "left out of the labelled sample"}
+        parts = [f"{len(rows):,} {origin[name]}" for name, rows in self.transfer.items() if name != "augment"]
         if self.augment is not None:
             parts.append(f"{self.augment_rows():,} augmented copies")
         rows = self.train_rows()

@@ -15,7 +15,7 @@ import data.sources
 from data.augment import Augment
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
 from data.sources import DataError
-from tests.conftest import tiny_bert
+from tests.conftest import shared_data, tiny_bert
 
 POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart"]
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat"]
@@ -138,6 +138,7 @@ def test_rest_of_the_training_split_as_unlabeled(labelled: DatasetDict, tok) -> 
     assert dm.train_rows() == {"labeled": 5, "transfer": 11}
     assert sorted(list(dm.raw["train"]["sentence"]) + transfer_texts(dm)) == sorted(labelled["train"]["sentence"])
     assert dm.transfer["rest"].column_names == ["sentence"]  # their labels are gone
+    assert dm.describe_train_rows() == "training rows: 5 labelled, 11 transfer (11 left out of the labelled sample)"
 
 
 def test_sample_seed_keeps_the_labelled_sample_across_seeds(labelled: DatasetDict, tok) -> None:
@@ -295,3 +296,19 @@ def test_augment_and_unlabeled_parse_from_yaml_and_command_line(tmp_path: Path) 
     assert cfg.data.augment.copies == 3 and cfg.data.augment.p == 0.3
     with pytest.raises(SystemExit):
         parser.parse_args(["--data.augment.copies", "many"])
+
+
+@pytest.mark.slow
+def test_tweet_eval_with_the_unlabelled_tweets(tok) -> None:
+    dm = ClfDataModule(
+        str(shared_data("tweet_eval_emotion")),
+        tokenizer=tok,
+        test_split="test",
+        unlabeled=str(shared_data("tweets_unlabeled")),
+        label_names=["anger", "joy", "optimism", "sadness"],
+        max_length=96,
+    )
+    assert dm.train_rows() == {"labeled": 3257, "transfer": 44507}  # none of the tweets is an evaluation text
+    assert dm.notes == [] and dm.steps_per_epoch() == 1493  # no label column to ignore
+    evaluation = set(dm.raw["validation"]["text"]) | set(dm.raw["test"]["text"])
+    assert evaluation.isdisjoint(dm.transfer["unlabeled"]["text"])
