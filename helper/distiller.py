@@ -12,7 +12,6 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
@@ -22,18 +21,12 @@ from transformers import PreTrainedModel
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors
 from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
 from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
-from helper.checkpoint import HgCkptIO, HgExport, hf_export_entry, tokenizer_files
+from helper.checkpoint import HgCkptIO, HgExport
 from helper.layer_map import resolve_layer_map
 from helper.models import load_classifier, load_tokenizer, position_problem, student_from_config, student_from_layers
+from helper.module import ClfModule
 from helper.taps import ModelTaps
-from helper.training import (
-    ResumableRandomState,
-    adamw_with_warmup,
-    check_hparams,
-    classification_metrics,
-    flatten_metrics,
-    rng_states,
-)
+from helper.training import check_hparams
 
 __all__ = ["BaseDistiller", "InterDistiller", "PredDistiller", "HgCkptIO", "HgExport", "make_student"]
 
@@ -90,7 +83,7 @@ def _head_parameters(model: PreTrainedModel) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if not n.startswith(prefix) or ".pooler." in f".{n}"]
 
 
-class BaseDistiller(ResumableRandomState, pl.LightningModule):
+class BaseDistiller(ClfModule):
     """Mix-step distillation: ``loss = alpha * CE(student, labels) + sum_i w_i * adaptor_i(teacher, student)``.
 
     Args:
@@ -116,6 +109,7 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
     #: Adaptor kinds this module accepts, and the parameters it trains.
     allowed_kinds: ClassVar[tuple[str, ...]] = ("logit", "inter")
     stage: ClassVar[str] = "mix-step"
+    export_attr = "student"
 
     def __init__(
         self,
@@ -178,14 +172,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         self.alpha = float(alpha)
         self._freeze()
         self._make_taps()
-        names = dm.label_names if dm is not None else [str(v) for v in teacher.config.id2label.values()]
-        self.val_metrics = classification_metrics(names, prefix="val_")
-        self.teacher_metrics = classification_metrics(names, prefix="teacher_val_")
-        self.test_metrics = classification_metrics(names, prefix="test_")
-        self.teacher_test_metrics = classification_metrics(names, prefix="teacher_test_")
-        self._teacher_logged = False
+        self.init_metrics(self.label_names(teacher, dm), teacher=True)
         self.use_teacher_cache = False
-        self._tok_files: dict[str, bytes] | None = None
         self.strict_loading = False  # the frozen teacher is not stored in checkpoints
 
     # ------------------------------------------------------------------ construction checks
@@ -205,14 +193,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         distil swapped classes without any error, so the names and their order must agree unless one side only has
         the default ``LABEL_i`` names.
         """
-        if dm is None:
-            return
-        if model.config.num_labels != dm.num_labels:
-            raise ValueError(
-                f"{role} has num_labels={model.config.num_labels} but the data has {dm.num_labels} classes "
-                f"{dm.label_names}; expected the same label count"
-            )
-        if role != "teacher":
+        ClfModule.check_label_count(model, role, dm)
+        if dm is None or role != "teacher":
             return
         names = [str(model.config.id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels)]
         data_names = [str(n) for n in dm.label_names]
@@ -297,8 +279,17 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
                 fields[name] = torch.stack([raw[name][i] for i in layers])
         return Taps(**fields)
 
-    def _distill(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Adaptor losses (unweighted), student logits and teacher logits for one batch."""
+    def distill(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Run teacher (frozen, ``no_grad``; or its cached logits) and student on one batch and compare them.
+
+        Args:
+            batch: A batch of the data module (``input_ids``, ``attention_mask``, ``labels``, ...; with the teacher
+                cache on, the teacher's logits).
+
+        Returns:
+            Every adaptor's unweighted loss by adaptor name (see :meth:`adaptor_losses`), the student's logits and
+            the teacher's logits. The training step weighs the losses and adds the hard-label CE (:meth:`_total`).
+        """
         inputs = model_inputs(batch)
         t_raw: dict[str, Any] = {}
         if self.use_teacher_cache and TEACHER_LOGITS in batch:
@@ -310,6 +301,8 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         s_logits = self.student(**inputs).logits
         s_raw = self.s_taps.pop() if self.s_taps is not None else {}
         return self.adaptor_losses(t_raw, t_logits, s_raw, s_logits, batch["attention_mask"]), s_logits, t_logits
+
+    _distill = distill  # kept until benchmarks/throughput.py and its tests move to distill
 
     def adaptor_losses(
         self,
@@ -349,18 +342,17 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One distillation step; logs every adaptor's loss by name, the total and the learning rate."""
-        losses, s_logits, _ = self._distill(batch)
+        losses, s_logits, _ = self.distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         self.log_dict({f"train_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=size)
-        self.log("train_loss", parts["loss"], prog_bar=True, batch_size=size)
-        self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
+        self.log_train_loss(parts["loss"], size)
         return parts["loss"]
 
     def _evaluate(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The evaluation step shared by validation and test: logs ``<split>_loss`` (student CE) and
         ``<split>_distill_loss``; returns student and teacher logits for the metrics."""
-        losses, s_logits, t_logits = self._distill(batch)
+        losses, s_logits, t_logits = self.distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])  # computed once
@@ -368,21 +360,9 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
         self.log(f"{split}_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
         return s_logits, t_logits
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """Student CE (``val_loss``), metrics, the distillation loss, and the teacher's metrics once."""
-        s_logits, t_logits = self._evaluate(batch, "val")
-        self.val_metrics.update(s_logits, batch["labels"])
-        if not self._teacher_logged and not self.trainer.sanity_checking:
-            self.teacher_metrics.update(t_logits, batch["labels"])
-
     def on_validation_epoch_end(self) -> None:
         """Log the student's metrics every epoch, the teacher's the first time, and the attention maps if asked."""
-        self.log_dict(flatten_metrics(self.val_metrics.compute()), sync_dist=True)
-        self.val_metrics.reset()
-        if not self._teacher_logged and not self.trainer.sanity_checking:
-            self.log_dict(flatten_metrics(self.teacher_metrics.compute()), sync_dist=True)
-            self.teacher_metrics.reset()
-            self._teacher_logged = True
+        super().on_validation_epoch_end()
         if self.hparams.attention_maps and not self.trainer.sanity_checking and self.trainer.is_global_zero:
             self.log_attention_maps()
 
@@ -424,33 +404,14 @@ class BaseDistiller(ResumableRandomState, pl.LightningModule):
                 f"attention_maps: loggers {skipped} cannot log images (use WandbLogger or TensorBoardLogger)"
             )
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """The validation step on the test split: ``test_loss``, ``test_*`` and the teacher's ``teacher_test_*``."""
-        s_logits, t_logits = self._evaluate(batch, "test")
-        self.test_metrics.update(s_logits, batch["labels"])
-        self.teacher_test_metrics.update(t_logits, batch["labels"])
-
-    def on_test_epoch_end(self) -> None:
-        """Log the student's and the teacher's test metrics."""
-        for metrics in (self.test_metrics, self.teacher_test_metrics):
-            self.log_dict(flatten_metrics(metrics.compute()), sync_dist=True)
-            metrics.reset()
-
-    def configure_optimizers(self) -> dict:
-        """AdamW over the trainable student parameters and the adaptors' projections."""
-        hp = self.hparams
-        params = [*self.student.named_parameters(), *self.adaptors.named_parameters(prefix="adaptors")]
-        return adamw_with_warmup(
-            params, hp.lr, hp.weight_decay, hp.warmup_ratio, self.trainer.estimated_stepping_batches
-        )
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The student's parameters and the adaptors' projections (frozen ones are skipped by the optimizer)."""
+        return [*self.student.named_parameters(), *self.adaptors.named_parameters(prefix="adaptors")]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Leave the frozen teacher out and describe the student as the exported Hugging Face model."""
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
-        if self._tok_files is None and self.dm is not None:
-            self._tok_files = tokenizer_files(self.dm.tokenizer)
-        checkpoint["hf_export"] = hf_export_entry(self.student, "student.", self._tok_files)
-        checkpoint["rng_states"] = rng_states()
+        super().on_save_checkpoint(checkpoint)
 
 
 class InterDistiller(BaseDistiller):
