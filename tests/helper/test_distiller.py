@@ -79,7 +79,7 @@ def test_hook_losses_equal_eager_references(tiny_teacher, student4, batch):
     distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT, alpha=0.0).eval()
     assert tiny_teacher.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        losses, _, _ = distiller._distill(batch)
+        losses, _, _ = distiller.distill(batch)
     eager_t = copy.deepcopy(tiny_teacher).eval()
     eager_t.set_attn_implementation("eager")
     eager_s = copy.deepcopy(distiller.student).eval()
@@ -116,14 +116,14 @@ def test_zero_loss_for_a_copy_of_the_teacher(tiny_teacher, batch):
     names = [n for n in INTER if n != "AttnCE"] + ["LogitKD", "LogitMSE"]  # cross-entropies bottom out above 0
     distiller = BaseDistiller(tiny_teacher, student, names, alpha=0.0).eval()
     with torch.no_grad():
-        losses, _, _ = distiller._distill(batch)
+        losses, _, _ = distiller.distill(batch)
     for name in names:
         assert losses[name].abs().item() < 1e-5, name
 
 
 def test_gradients_reach_only_student_and_projections(tiny_teacher, student4, batch):
     distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT, alpha=0.5)
-    losses, s_logits, _ = distiller._distill(batch)
+    losses, s_logits, _ = distiller.distill(batch)
     distiller._total(losses, s_logits, batch["labels"])["loss"].backward()
     assert all(p.grad is None and not p.requires_grad for p in distiller.teacher.parameters())
     assert distiller.student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
@@ -141,8 +141,8 @@ def test_teacher_stays_in_eval_mode_and_frozen(tiny_teacher, tiny_student):
 def test_padding_does_not_change_losses(tiny_teacher, student4, batch):
     distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT).eval()
     with torch.no_grad():
-        plain, _, _ = distiller._distill(batch)
-        padded, _, _ = distiller._distill(pad_batch(batch, 5))
+        plain, _, _ = distiller.distill(batch)
+        padded, _, _ = distiller.distill(pad_batch(batch, 5))
     for name, value in plain.items():
         torch.testing.assert_close(padded[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
@@ -370,7 +370,7 @@ def test_camembert_is_distilled_like_roberta(batch):
     distiller = BaseDistiller(teacher, {"layers": [1, 3]}, names).eval()
     inputs = {k: v for k, v in batch.items() if k != "token_type_ids"}
     with torch.no_grad():
-        losses, _, _ = distiller._distill(inputs)
+        losses, _, _ = distiller.distill(inputs)
     assert set(losses) == {"AttnMiniLM", "HidnTinyBERT", "EmbdTinyBERT", "LogitKD"}
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["EmbdTinyBERT"].item() < 1e-6  # the cut student shares the teacher's embeddings
@@ -433,7 +433,7 @@ def test_mix_step_total_weights_each_adaptor_and_alpha(tiny_teacher, tiny_studen
     assert parts["loss"].item() == pytest.approx(0.25 * 2.0 + 4.0 * 3.0 + 0.3 * ce.item())
     # The same on a real batch, with each adaptor called on its own.
     with torch.no_grad():
-        losses, s_logits, t_logits = distiller._distill(batch)
+        losses, s_logits, t_logits = distiller.distill(batch)
         hidden = distiller.adaptors[0](*_taps_of(distiller, batch, 0))
         kd = distiller.adaptors[1](*_taps_of(distiller, batch, 1))
     total = distiller._total(losses, s_logits, batch["labels"])["loss"]
