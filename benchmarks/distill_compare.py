@@ -92,7 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", required=True, help="data source (folder, 'demo', Hub name)")
     p.add_argument("--label-names", nargs="+")
     p.add_argument("--student-layers", nargs="+", type=int, default=[0, 5])
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:4]))
+    p.add_argument(
+        "--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS[:4]), help="none: only --labelling-check"
+    )
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the labelled training rows")
     p.add_argument("--steps", type=int, help="optimizer steps of every variant (default: from --epochs)")
     p.add_argument("--max-train-samples", type=int, help="a seeded sample of this many labelled training rows")
@@ -354,7 +356,7 @@ def aggregate(values: list[float]) -> str:
 
 def report_table(rows: list[dict], teacher_scores: dict[str, dict[str, float]]) -> str:
     """A Markdown table: one line per variant (mean ± std over seeds), the teacher first."""
-    has_test = any("test_acc" in r["metrics"] for r in rows)
+    has_test = "test" in teacher_scores or any("test_acc" in r["metrics"] for r in rows)
     keys = [("val_acc", "val accuracy"), ("val_f1", "val macro F1")]
     if has_test:
         keys += [("test_acc", "test accuracy"), ("test_f1", "test macro F1")]

@@ -108,7 +108,7 @@ def word_replacement_copies(
     """
     lower = tokenizer("A")["input_ids"] == tokenizer("a")["input_ids"]  # an uncased vocabulary
     counts = words_per_row(rows, fields)
-    columns = {f: rows[f] for f in fields}
+    columns = {f: list(rows[f]) for f in fields}  # read once (indexing a column reads from Arrow each time)
     sources = [i for i, n in enumerate(counts) if n >= augment.min_words]
     words = {_WORD.match(w).group(2) for f in fields for text in columns[f] for w in text.split()}
     words = {w.lower() for w in words} if lower else words
