@@ -7,7 +7,9 @@ Importing the package registers every built-in adaptor in :data:`ADAPTORS`:
 * hidden states: :class:`HidnTinyBERT`, :class:`EmbdTinyBERT`, :class:`HidnPKD`, :class:`HidnCos`.
 
 Use :func:`build_adaptors` to turn a config's adaptor specification into instances and :func:`get_adaptor` to look a
-class up by name. New adaptors subclass :class:`Adaptor` and are decorated with :func:`register`.
+class up by name; :func:`resolve_layer_map` turns an adaptor's ``layers`` (``"uniform"``, ``"last"``,
+``"uniform_but_last"`` or explicit pairs) into ``(student_layer, teacher_layer)`` pairs. New adaptors subclass
+:class:`Adaptor` and are decorated with :func:`register`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from adaptors.attention import (
 )
 from adaptors.base import TAP_NAMES, Adaptor, ModelDims, Taps
 from adaptors.hidden import EmbdTinyBERT, HidnCos, HidnPKD, HidnTinyBERT, first_valid_position
+from adaptors.layer_map import LAYER_MAP_STRATEGIES, resolve_layer_map
 from adaptors.logits import LogitCE, LogitKD, LogitMSE
 from adaptors.registry import ADAPTORS, UnknownAdaptorError, accepted_options, build_adaptors, get_adaptor, register
 
 __all__ = [
     "ADAPTORS",
+    "LAYER_MAP_STRATEGIES",
     "RELATIONS",
     "TAP_NAMES",
     "Adaptor",
@@ -53,5 +57,6 @@ __all__ = [
     "first_valid_position",
     "get_adaptor",
     "register",
+    "resolve_layer_map",
     "split_relation_heads",
 ]

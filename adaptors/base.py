@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from adaptors.layer_map import LAYER_MAP_STRATEGIES
+
 __all__ = [
     "ADAPTOR_KINDS",
     "LAYER_DEFAULTS",
@@ -37,7 +39,7 @@ TAP_NAMES: frozenset[str] = frozenset({"logits", "embeddings", "hidden", "querie
 #: Values of :attr:`Adaptor.kind`.
 ADAPTOR_KINDS: frozenset[str] = frozenset({"logit", "inter"})
 #: Values of :attr:`Adaptor.default_layers` (``None``: the adaptor uses no encoder layers).
-LAYER_DEFAULTS: tuple[str | None, ...] = ("uniform", "last", "uniform_but_last", None)
+LAYER_DEFAULTS: tuple[str | None, ...] = (*LAYER_MAP_STRATEGIES, None)
 
 # Expected number of dimensions of each tap and the names of its axes (for error messages).
 _TAP_AXES: dict[str, tuple[str, ...]] = {

@@ -19,10 +19,10 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors
+from adaptors.layer_map import resolve_layer_map
 from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
 from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
 from helper.checkpoint import HgCkptIO, HgExport
-from helper.layer_map import resolve_layer_map
 from helper.models import load_classifier, load_tokenizer, position_problem, student_from_config, student_from_layers
 from helper.module import ClfModule
 from helper.taps import ModelTaps

@@ -1,8 +1,8 @@
-"""Tests for helper.layer_map.resolve_layer_map."""
+"""Tests for adaptors.layer_map.resolve_layer_map."""
 
 import pytest
 
-from helper.layer_map import resolve_layer_map
+from adaptors.layer_map import resolve_layer_map
 
 
 @pytest.mark.parametrize(
