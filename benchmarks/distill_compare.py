@@ -295,14 +295,16 @@ def labelling_check(teacher: torch.nn.Module, tdm: ClfDataModule, batch_size: in
 
     Plain inference: the tokenized training rows (labelled and transfer, read into memory beforehand) through the
     teacher in eval mode, in batches of ``batch_size`` padded by the tokenizer's collator, in data order and,
-    separately, longest first. The labelling
+    separately, longest first, logits brought back to the CPU; on the GPU when there is one. The labelling
     pass: :func:`data.data_module.label_rows` on the same rows in an empty store (digests, lookup, the teacher on
     every distinct row, the store write), then again (every row read back, none labelled).
     """
     tdm.prepare_transfer(teacher)
     tdm.setup()
     rows = tdm.tokenized["train"]
-    teacher.eval()
+    home = teacher.device
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher.eval().to(device)
     collate = DataCollatorWithPadding(tdm.tokenizer)
     lengths = tdm.lengths("train")
     columns = rows.with_format(None).select_columns([c for c in MODEL_INPUTS if c in rows.column_names])[:]
@@ -315,23 +317,25 @@ def labelling_check(teacher: torch.nn.Module, tdm: ClfDataModule, batch_size: in
         start = time.perf_counter()
         for first in range(0, len(order), batch_size):
             batch = collate([examples[i] for i in order[first : first + batch_size]])
-            teacher(**{k: v.to(teacher.device) for k, v in batch.items()})
+            teacher(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
         plain[name] = len(rows) / (time.perf_counter() - start)
     previous = os.environ.get("DISTILLER_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["DISTILLER_CACHE"] = cache
         try:
             start = time.perf_counter()
-            _, first = label_rows(teacher, rows, batch_size, tdm.tokenizer.pad_token_id or 0, progress=False)
+            pad = tdm.tokenizer.pad_token_id or 0
+            _, first = label_rows(teacher, rows, batch_size, pad, device=device, progress=False)
             labelling = len(rows) / (time.perf_counter() - start)
-            _, second = label_rows(teacher, rows, batch_size, tdm.tokenizer.pad_token_id or 0, progress=False)
+            _, second = label_rows(teacher, rows, batch_size, pad, device=device, progress=False)
         finally:
+            teacher.to(home)
             if previous is None:
                 os.environ.pop("DISTILLER_CACHE", None)
             else:
                 os.environ["DISTILLER_CACHE"] = previous
     summary = (
-        f"Labelling check ({tdm.describe_train_rows()}; batch {batch_size}): plain inference "
+        f"Labelling check on {device.type} ({tdm.describe_train_rows()}; batch {batch_size}): plain inference "
         f"{plain['data order']:,.0f} rows/s in data order, {plain['longest first']:,.0f} rows/s longest first; "
         f"labelling pass {labelling:,.0f} rows/s end to end ({first.labelled:,} distinct rows labelled) = "
         f"{labelling / plain['data order']:.2f} x / {labelling / plain['longest first']:.2f} x plain; "
