@@ -9,6 +9,7 @@ keep their fast attention. Learned projections live in the adaptors, never in th
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -165,6 +166,9 @@ class BaseDistiller(ClfModule):
         self.save_hyperparameters(ignore=["teacher", "student", "dm", "adaptors"])
         self.hparams["adaptors"] = [{"name": a.name, "weight": a.weight} for a in built]
         self.hparams["student_layers"] = s_dims.num_layers
+        # The frozen teacher stays in eval mode (no dropout; see train()). Lightning counts its submodules in the model
+        # summary's "Modules in eval mode" line, by design, and warns about them at fit start: on_fit_start explains
+        # and silences exactly that warning.
         self.teacher = teacher.eval().requires_grad_(False)
         self.student = student_model.train()
         self.adaptors = nn.ModuleList(built)
@@ -259,6 +263,29 @@ class BaseDistiller(ClfModule):
         )
         if self.use_teacher_cache:
             dm.add_teacher_logits(self.teacher)
+
+    def on_fit_start(self) -> None:
+        """Silence Lightning's "Found N module(s) in eval mode at the start of training" for exactly the teacher.
+
+        Lightning 2.6 warns (``PossibleUserWarning``, ``FitLoop._warn_if_modules_in_eval_mode``) about every submodule
+        in eval mode when training starts. The frozen teacher is in eval mode on purpose: without dropout it gives its
+        inference outputs. When the modules in eval mode are the teacher's and no others, this fit ignores the
+        warning with that exact count (until :meth:`on_train_start`); any other module in eval mode (a student left
+        in eval mode) still warns.
+        """
+        in_eval = [name for name, module in self.named_modules() if not module.training]
+        if in_eval and all(name == "teacher" or name.startswith("teacher.") for name in in_eval):
+            self._eval_warning_filter = warnings.catch_warnings()
+            self._eval_warning_filter.__enter__()
+            warnings.filterwarnings(
+                "ignore", message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start of training"
+            )
+
+    def on_train_start(self) -> None:
+        """Restore the warning filters :meth:`on_fit_start` changed."""
+        context = self.__dict__.pop("_eval_warning_filter", None)
+        if context is not None:
+            context.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ the shared step
     def train(self, mode: bool = True) -> BaseDistiller:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -136,6 +137,26 @@ def test_teacher_stays_in_eval_mode_and_frozen(tiny_teacher, tiny_student):
     distiller.train()
     assert not distiller.teacher.training and distiller.student.training
     assert not any(p.requires_grad for p in distiller.teacher.parameters())
+
+
+def _eval_mode_warnings(distiller: BaseDistiller, dm: ClfDataModule) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quick_trainer(max_steps=1, num_sanity_val_steps=0, limit_val_batches=0).fit(distiller, dm)
+    return [str(w.message) for w in caught if "in eval mode at the start of training" in str(w.message)]
+
+
+def test_eval_mode_warning_is_silenced_for_the_teacher_only(dm, tiny_teacher, tiny_student):
+    quiet = BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], dm, cache_teacher_outputs=False)
+    assert _eval_mode_warnings(quiet, dm) == []
+    assert not warnings.filters or all("in eval mode" not in str(f[1]) for f in warnings.filters)  # filter removed
+    stray = BaseDistiller(tiny_teacher, tiny_student, ["LogitKD"], dm, cache_teacher_outputs=False)
+    stray.student.dropout.eval()  # a student module left in eval mode is reported, teacher modules included
+    teacher_modules = len(list(stray.teacher.modules()))
+    assert _eval_mode_warnings(stray, dm) == [
+        f"Found {teacher_modules + 1} module(s) in eval mode at the start of training. This may lead to unexpected "
+        "behavior during training. If this is intentional, you can ignore this warning."
+    ]
 
 
 def test_padding_does_not_change_losses(tiny_teacher, student4, batch):
