@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from helper.cli import run
+from helper.cli import DistillerCLI, run, wandb_has_credentials
 from helper.distiller import BaseDistiller
 from helper.finetuner import ClfFinetune
 from tests.conftest import REPO_ROOT, tiny_bert
@@ -175,3 +176,63 @@ def test_no_test_evaluation(workdir: Path, capsys: pytest.CaptureFixture, args: 
     )
     assert not any(k.startswith("test_") for k in cli.trainer.callback_metrics)
     assert note in capsys.readouterr().out
+
+
+def test_wandb_logs_offline_without_credentials(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    """No API key, no netrc entry and WANDB_MODE unset: the run's WandbLogger writes an offline run folder."""
+    home = workdir / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no ~/.netrc (and wandb's settings and cache stay in the tmp folder)
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test, WANDB_MODE included
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    assert not wandb_has_credentials()
+    cli = run(
+        ClfFinetune,
+        "finetune.yaml",
+        args=[
+            _base("finetune"),  # its logger is a WandbLogger with save_dir runs/finetune
+            f"--model.model={workdir / 'teacher'}",
+            "--data.dataset=data",
+            "--data.max_length=16",
+            "--data.batch_size=8",
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.num_sanity_val_steps=0",
+            "--trainer.enable_checkpointing=false",
+            "--trainer.callbacks=[]",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            "--test_after_fit=false",
+        ],
+    )
+    assert os.environ["WANDB_MODE"] == "offline"
+    logger = cli.trainer.logger
+    assert type(logger).__name__ == "WandbLogger"
+    logger.experiment.finish()  # flush and close the offline run
+    runs = list((workdir / "runs" / "finetune" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, sorted(p.name for p in (workdir / "runs" / "finetune").rglob("*"))[:20]
+    assert any(runs[0].glob("*.wandb"))  # the run's log, to upload later with `wandb sync`
+
+
+def test_wandb_switch_leaves_credentials_and_an_explicit_mode_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    switch = DistillerCLI.before_instantiate_classes  # uses nothing of the CLI object
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    switch(None)
+    assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
+    monkeypatch.delenv("WANDB_API_KEY")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    switch(None)
+    assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    switch(None)
+    assert not wandb_has_credentials() and os.environ["WANDB_MODE"] == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    switch(None)
+    assert os.environ["WANDB_MODE"] == "offline"

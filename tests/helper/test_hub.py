@@ -33,12 +33,19 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A local TCP port that accepts connections."""
+def listener() -> Iterator[socket.socket]:
+    """A local TCP socket that accepts connections (``accept`` waits at most 2 s)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(4)
-        yield sock.getsockname()[1]
+        sock.settimeout(2.0)
+        yield sock
+
+
+@pytest.fixture
+def listening_port(listener: socket.socket) -> int:
+    """The port of :func:`listener`."""
+    return listener.getsockname()[1]
 
 
 @pytest.mark.parametrize("var", OFFLINE_VARS)
@@ -73,9 +80,14 @@ def test_require_hub_message(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(info.value, OSError)
 
 
-def test_require_hub_passes_when_reachable(online_env: pytest.MonkeyPatch, listening_port: int) -> None:
-    online_env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening_port}")
-    require_hub("model", "org/name", "unused")
+def test_require_hub_passes_when_reachable(online_env: pytest.MonkeyPatch, listener: socket.socket) -> None:
+    online_env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    assert require_hub("model", "org/name", "unused") is None
+    conn, _ = listener.accept()  # the check did connect to HF_ENDPOINT (socket.timeout if it never tried)
+    conn.close()
+    online_env.setenv("HF_HUB_OFFLINE", "1")  # the same endpoint with the offline flag: refused
+    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE=1"):
+        require_hub("model", "org/name", "unused")
 
 
 def test_model_hub_name_offline_fails_fast_naming_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
