@@ -19,8 +19,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from transformers import PreTrainedModel
 
-from adaptors import Adaptor, ModelDims, Taps, build_adaptors
-from adaptors.layer_map import resolve_layer_map
+from adaptors import Adaptor, ModelDims, Taps, build_adaptors, resolve_layer_map
 from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
 from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
 from helper.checkpoint import HgCkptIO, HgExport
@@ -286,6 +285,10 @@ class BaseDistiller(ClfModule):
         context = self.__dict__.pop("_eval_warning_filter", None)
         if context is not None:
             context.__exit__(None, None, None)
+
+    def on_fit_end(self) -> None:
+        """Restore the warning filters if training never started (e.g. ``max_steps=0``)."""
+        self.on_train_start()
 
     # ------------------------------------------------------------------ the shared step
     def train(self, mode: bool = True) -> BaseDistiller:
