@@ -34,7 +34,7 @@ kept across the rounds:
 * ``recipe step``: the conventional KD recipe's loss (:func:`recipe_loss`, the same function the
   :class:`KDRecipeTrainer` below uses), teacher under ``no_grad``.
 * ``logit KD``: ``BaseDistiller(teacher, student, ["LogitKD"], alpha, temperature)`` through its own
-  ``_distill`` + ``_total``, without the teacher-logit cache (teacher forward every step) and with it (batches carry
+  ``distill`` + ``_total``, without the teacher-logit cache (teacher forward every step) and with it (batches carry
   ``teacher_logits`` from :meth:`ClfDataModule.add_teacher_logits`). The one-time cache build (all splits, into a
   fresh temporary cache folder so nothing is read from disk) is timed once before the rounds (with
   ``--cache-every-round``, an arm of its own, rebuilt afresh in every round), and amortised over 1 and 3 epochs of
@@ -477,16 +477,16 @@ def recipe_step(
 def distiller_step(
     distiller: BaseDistiller, optimizer: torch.optim.Optimizer, settings: Settings, distill: Callable | None = None
 ) -> Step:
-    """One ``BaseDistiller`` training step without Lightning: ``_distill`` + ``_total`` + backward + AdamW step.
+    """One ``BaseDistiller`` training step without Lightning: ``distill`` + ``_total`` + backward + AdamW step.
 
     Args:
         distiller: The distiller (its ``use_teacher_cache`` decides whether cached teacher logits are used).
         optimizer: AdamW over :func:`distiller_params`.
         settings: Device settings.
-        distill: Replacement for ``distiller._distill`` (e.g. :func:`eager_distill`), same signature.
+        distill: Replacement for ``distiller.distill`` (e.g. :func:`eager_distill`), same signature.
     """
     distiller.train()
-    run = distill or distiller._distill
+    run = distill or distiller.distill
 
     def step(batch: Batch) -> None:
         with settings.autocast():
@@ -555,9 +555,9 @@ def eager_raw(model: PreTrainedModel, inputs: Batch, needs: dict[str, set[int]])
 
 
 def eager_distill(distiller: BaseDistiller, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """``BaseDistiller._distill`` with taps built from eager outputs instead of the forward hooks.
+    """``BaseDistiller.distill`` with taps built from eager outputs instead of the forward hooks.
 
-    Call :meth:`BaseDistiller.remove_taps` first, so the hooks do not also record. Same return value as ``_distill``.
+    Call :meth:`BaseDistiller.remove_taps` first, so the hooks do not also record. Same return value as ``distill``.
     """
     inputs = model_inputs(batch)
     with torch.no_grad():

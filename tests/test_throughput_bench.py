@@ -47,7 +47,7 @@ def test_recipe_loss_is_alpha_ce_plus_t2_kl_and_matches_the_distiller_objective(
     torch.testing.assert_close(loss, expected)
 
     distiller = BaseDistiller(teacher, student, [("LogitKD", 1 - alpha)], alpha=alpha, temperature=t).eval()
-    losses, d_logits, _ = distiller._distill(batch)
+    losses, d_logits, _ = distiller.distill(batch)
     torch.testing.assert_close(distiller._total(losses, d_logits, batch["labels"])["loss"], loss)
 
 
@@ -60,7 +60,7 @@ def test_eager_fed_losses_equal_hook_fed_losses(batch):
     assert eager.teacher.config._attn_implementation == "eager"
     assert teacher.config._attn_implementation != "eager"  # the copy left the original alone
 
-    want, s_want, _ = hooks._distill(batch)
+    want, s_want, _ = hooks.distill(batch)
     got, s_got, _ = bench.eager_distill(eager, batch)
     assert set(got) == set(want) == set(MIX)
     for name in MIX:
@@ -84,7 +84,7 @@ def test_attention_capture_losses_equal_eager_fed_losses_with_padding(batch):
     eager.remove_taps()
     assert eager.teacher.config._attn_implementation == "eager"
 
-    got, s_got, _ = capture._distill(batch)
+    got, s_got, _ = capture.distill(batch)
     want, s_want, _ = bench.eager_distill(eager, batch)
     for name in MIX:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)

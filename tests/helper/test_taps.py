@@ -514,7 +514,7 @@ def test_adaptor_losses_equal_with_hooks_and_attention_capture(
         model.set_attn_implementation(implementation)
     batch = {**tiny_batch, "labels": torch.tensor([0, 1, 1])}
     hooks = BaseDistiller(teacher, student, mix).eval()
-    want, want_logits, _ = hooks._distill(batch)
+    want, want_logits, _ = hooks.distill(batch)
     hooks.remove_taps()
 
     capture = BaseDistiller(teacher, student, mix).eval()
@@ -525,7 +525,7 @@ def test_adaptor_losses_equal_with_hooks_and_attention_capture(
     s_layers = sorted({s for m in capture.layer_maps for s, _ in m})
     capture.t_taps = ModelTaps(teacher, needs, t_layers, capture="attention")
     capture.s_taps = ModelTaps(student, needs, s_layers, capture="attention")
-    got, got_logits, _ = capture._distill(batch)
+    got, got_logits, _ = capture.distill(batch)
     capture.remove_taps()
 
     assert set(got) == set(want) == set(mix)
