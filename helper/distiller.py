@@ -20,7 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors, resolve_layer_map
-from data.data_module import TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
+from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
 from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
 from helper.checkpoint import HgCkptIO, HgExport
 from helper.models import load_classifier, load_tokenizer, position_problem, student_from_config, student_from_layers
@@ -85,6 +85,11 @@ def _head_parameters(model: PreTrainedModel) -> list[tuple[str, nn.Parameter]]:
 
 class BaseDistiller(ClfModule):
     """Mix-step distillation: ``loss = alpha * CE(student, labels) + sum_i w_i * adaptor_i(teacher, student)``.
+
+    The data module's transfer rows (``data.unlabeled``, ``data.rest_as_unlabeled``, ``data.augment``) have no label
+    (``-100``): the cross-entropy is the mean over the labelled rows of a batch only (0 for a batch without any), so
+    ``alpha`` keeps its meaning, while the adaptors learn from the teacher on every row. Before training the teacher
+    makes the augmented copies and, with ``cache_teacher_outputs``, labels every row once through its logit store.
 
     Args:
         teacher: A fine-tuned classifier, or its folder / Hub name.
@@ -156,6 +161,13 @@ class BaseDistiller(ClfModule):
                 f"{type(self).__name__} ({self.stage}) accepts {'/'.join(self.allowed_kinds)} adaptors; "
                 f"got {wrong}, which are {[a.kind for a in built if a.name in wrong]}"
             )
+        if dm is not None and dm.transfer_sources and not any(a.weight > 0 for a in built):
+            raise ValueError(
+                f"the data has a transfer set ({', '.join(f'data.{s}' for s in dm.transfer_sources)}) but "
+                f"model.adaptors={[a.name for a in built]} has no adaptor with a weight > 0 to learn from the "
+                "teacher's outputs on those unlabelled rows; expected at least one adaptor (e.g. LogitKD), or no "
+                "transfer set (--data.unlabeled null --data.augment null --data.rest_as_unlabeled false)"
+            )
         self.layer_maps = [self._layer_map(a, t_dims, s_dims) for a in built]
         if attention_maps or any(a.needs & {"queries", "keys"} for a in built):
             positions = [position_problem(m.config, r) for m, r in ((teacher, "teacher"), (student_model, "student"))]
@@ -165,6 +177,8 @@ class BaseDistiller(ClfModule):
         self.save_hyperparameters(ignore=["teacher", "student", "dm", "adaptors"])
         self.hparams["adaptors"] = [{"name": a.name, "weight": a.weight} for a in built]
         self.hparams["student_layers"] = s_dims.num_layers
+        if dm is not None:  # logged with the hyperparameters: what the run trains on
+            self.hparams["train_rows"] = dm.train_rows()
         # The frozen teacher stays in eval mode (no dropout; see train()). Lightning counts its submodules in the model
         # summary's "Modules in eval mode" line, by design, and warns about them at fit start: on_fit_start explains
         # and silences exactly that warning.
@@ -255,13 +269,16 @@ class BaseDistiller(ClfModule):
         self.t_taps = self.s_taps = None
 
     def setup(self, stage: str) -> None:
-        """Attach cached teacher logits to the data when only logits are needed (and caching is on)."""
+        """Make the teacher's transfer rows (augmented copies) and attach cached teacher logits to the data when only
+        logits are needed (and caching is on)."""
         dm = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(dm, ClfDataModule):
+            dm.prepare_transfer(self.teacher)  # the augmented copies, from the teacher's word embeddings
         self.use_teacher_cache = bool(
             self.hparams.cache_teacher_outputs and self.t_taps is None and isinstance(dm, ClfDataModule)
         )
         if self.use_teacher_cache:
-            dm.add_teacher_logits(self.teacher)
+            dm.add_teacher_logits(self.teacher, device=self.trainer.strategy.root_device)
 
     def on_fit_start(self) -> None:
         """Silence Lightning's "Found N module(s) in eval mode at the start of training" for exactly the teacher.
@@ -332,8 +349,6 @@ class BaseDistiller(ClfModule):
         s_raw = self.s_taps.pop() if self.s_taps is not None else {}
         return self.adaptor_losses(t_raw, t_logits, s_raw, s_logits, batch["attention_mask"]), s_logits, t_logits
 
-    _distill = distill  # kept until benchmarks/throughput.py and its tests move to distill
-
     def adaptor_losses(
         self,
         t_raw: dict[str, Any],
@@ -364,8 +379,9 @@ class BaseDistiller(ClfModule):
         distill = sum(a.weight * losses[a.name] for a in self.adaptors)
         parts["distill_loss"] = distill
         total = distill
-        if self.alpha > 0:
-            parts["ce"] = F.cross_entropy(s_logits, labels)
+        if self.alpha > 0:  # mean over the labelled rows (transfer rows are -100); 0, not NaN, when there is none
+            labelled = (labels != IGNORE_INDEX).sum().clamp(min=1)
+            parts["ce"] = F.cross_entropy(s_logits, labels, ignore_index=IGNORE_INDEX, reduction="sum") / labelled
             total = total + self.alpha * parts["ce"]
         parts["loss"] = total
         return parts
@@ -375,6 +391,7 @@ class BaseDistiller(ClfModule):
         losses, s_logits, _ = self.distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
+        parts["labelled_fraction"] = (batch["labels"] != IGNORE_INDEX).float().mean()
         self.log_dict({f"train_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=size)
         self.log_train_loss(parts["loss"], size)
         return parts["loss"]

@@ -36,6 +36,12 @@ class ClfFinetune(ClfModule):
     ) -> None:
         super().__init__()
         check_hparams(lr, weight_decay, warmup_ratio)
+        if dm is not None and dm.transfer_sources:  # rows without labels need a teacher to label them
+            raise ValueError(
+                f"the data has a transfer set ({', '.join(f'data.{s}' for s in dm.transfer_sources)}) but "
+                "fine-tuning has no teacher to label its rows; expected --data.unlabeled null --data.augment null "
+                "--data.rest_as_unlabeled false (to learn from unlabelled text, distil: distillation_ms.py)"
+            )
         if isinstance(model, str):
             if dm is None:
                 raise ValueError(f"model={model!r} is a name, so dm is needed to size the classifier head; got dm=None")

@@ -162,6 +162,7 @@ _BERT_LAYOUT = ArchitectureNames(
 ARCHITECTURES: dict[str, ArchitectureNames] = {
     "bert": _BERT_LAYOUT,
     "roberta": _BERT_LAYOUT,
+    "camembert": _BERT_LAYOUT,  # RoBERTa's layout (CamembertModel is a RobertaModel)
     "xlm-roberta": _BERT_LAYOUT,
     "electra": ArchitectureNames(
         embeddings="embeddings",
@@ -179,7 +180,9 @@ ARCHITECTURES: dict[str, ArchitectureNames] = {
         value="attention.v_lin",
     ),
 }
-"""Module layout per ``config.model_type``. Add an entry to support another family with the same tensor semantics."""
+"""Module layout per ``config.model_type``. Add an entry to support another family with the same tensor semantics
+(absolute position embeddings; attention computed from the q/k projection outputs as they are). Never add rotary or
+relative-position families: their q/k are captured before the rotation, or without the relative score terms."""
 
 
 def _supported() -> str:
@@ -324,8 +327,12 @@ class ModelTaps:
             detail = (
                 f"its base model {type(base).__name__} has no {' / '.join(repr(p) for p in missing)} module"
                 if missing
-                else f"its base model {type(base).__name__} looks BERT-like; add ARCHITECTURES[{model_type!r}] if its "
-                "layers, embeddings and q/k/v projections have BERT's semantics"
+                else f"its base model {type(base).__name__} looks BERT-like; ARCHITECTURES[{model_type!r}] can be "
+                "added only if it uses absolute position embeddings and its attention is exactly "
+                "softmax(Q Kᵀ/√d + mask) of the q/k projection outputs. Rotary or relative-position models "
+                "(RoFormer, ModernBERT, DeBERTa, position_embedding_type='relative_key') must not be added: their "
+                "q/k are captured before the rotation or without the relative terms, so attention recomputed from "
+                "the taps would silently be wrong"
             )
             raise UnsupportedArchitectureError(
                 f"{cls_name} (model_type={model_type!r}) is not supported by ModelTaps: no module map for "

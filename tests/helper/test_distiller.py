@@ -380,11 +380,6 @@ def _tiny_camembert(layers: int = 4):
     return CamembertForSequenceClassification(config).eval()
 
 
-@pytest.mark.xfail(
-    "camembert" not in __import__("helper.taps", fromlist=["ARCHITECTURES"]).ARCHITECTURES,
-    reason="needs ARCHITECTURES['camembert'] in helper/taps.py (RoBERTa's layout; patch in the issue 17 report)",
-    strict=True,
-)
 def test_camembert_is_distilled_like_roberta(batch):
     teacher = _tiny_camembert()
     names = ["AttnMiniLM", "HidnTinyBERT", "EmbdTinyBERT", "LogitKD"]

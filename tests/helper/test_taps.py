@@ -10,6 +10,8 @@ from torch import nn
 from transformers import (
     CamembertConfig,
     CamembertForSequenceClassification,
+    Data2VecTextConfig,
+    Data2VecTextForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     ElectraConfig,
@@ -380,11 +382,23 @@ def test_unsupported_architecture_names_the_problem() -> None:
 
 def test_unmapped_bert_like_family_is_refused_with_a_hint() -> None:
     torch.manual_seed(0)
-    model = CamembertForSequenceClassification(CamembertConfig(vocab_size=100, max_position_embeddings=40, **SMALL))
-    with pytest.raises(
-        UnsupportedArchitectureError, match=r"'camembert'.*looks BERT-like.*ARCHITECTURES\['camembert'\]"
-    ):
+    config = Data2VecTextConfig(vocab_size=100, max_position_embeddings=40, **SMALL)
+    model = Data2VecTextForSequenceClassification(config)
+    with pytest.raises(UnsupportedArchitectureError) as info:
         ModelTaps(model, needs={"hidden"})
+    message = str(info.value)
+    assert "'data2vec-text'" in message and "looks BERT-like" in message and "ARCHITECTURES['data2vec-text']" in message
+    assert "only if it uses absolute position embeddings" in message and "must not be added" in message
+
+
+def test_camembert_has_robertas_layout() -> None:
+    torch.manual_seed(0)
+    model = CamembertForSequenceClassification(CamembertConfig(vocab_size=100, max_position_embeddings=40, **SMALL))
+    with ModelTaps(model, needs={"hidden", "queries"}, layers=[1]) as taps:
+        model(input_ids=torch.tensor([[0, 5, 6, 2]]))
+        captured = taps.pop()
+    assert captured["hidden"][1].shape == (1, 4, HIDDEN)
+    assert captured["queries"][1].shape == (1, HEADS, 4, HIDDEN // HEADS)
 
 
 def test_missing_submodule_of_a_known_family_is_named_and_nothing_is_hooked() -> None:
