@@ -92,9 +92,11 @@ def test_export_writes_fp32_int8_tokenizer_config_report_and_card(exported: tupl
     report = json.loads((out / "export_report.json").read_text())
     assert report == json.loads(json.dumps(result.report))
     assert report["fp32"]["max_abs_diff"] <= 1e-4 and report["examples"] == 48
-    assert report["int8"]["drop_points"] == pytest.approx(
-        100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"])
-    )
+    int8 = report["int8"]
+    assert int8["drop_points_padded"] == pytest.approx(100 * (report["fp32"]["accuracy"] - int8["accuracy"]))
+    assert int8["drop_points_batch1"] == pytest.approx(100 * (int8["fp32_accuracy_batch1"] - int8["accuracy_batch1"]))
+    assert int8["drop_points"] == max(int8["drop_points_padded"], int8["drop_points_batch1"])
+    assert int8["fp32_accuracy_batch1"] == pytest.approx(report["fp32"]["accuracy"])  # fp32 does not see padding
     assert not any(p.name.startswith(".student_onnx") for p in out.parent.iterdir())  # no temp folder left
 
     info = read_card_info(out)
