@@ -462,6 +462,7 @@ def _card_info(source: Path, model: Any, report: dict[str, Any], name: str) -> C
             architecture=_architecture(cfg),
         )
     info.name = name
+    info.base_model = info.base_model or hub_base_model(str(source))
     info.pytorch_source = str(source)
     info.onnx = report
     if not info.metrics and report.get("pytorch_accuracy") is not None:
