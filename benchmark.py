@@ -1184,13 +1184,23 @@ def _json_value(value: Any) -> Any:
 
 def label_heights(points: Sequence[tuple[float, float, str]], gap: float) -> list[float]:
     """Heights for the points' labels: each at its point's height, moved down where labels at nearby latencies would
-    overlap, so that such labels are at least ``gap`` apart (points given as ``(latency, accuracy, name)``)."""
+    overlap, so that such labels are at least ``gap`` apart (points given as ``(latency, accuracy, name)``).
+
+    Labels are drawn to the right of their points; a label reaches about ``0.02 * span`` per character (the plot's
+    latency span, at the plot's size and font), so a long label also collides with points further right.
+    """
     heights = [y for _, y, _ in points]
     xs = [x for x, _, _ in points]
     span = (max(xs) - min(xs)) or 1.0
+    reach = [0.03 * span + 0.02 * span * len(name) for _, _, name in points]
+
+    def overlaps(i: int, j: int) -> bool:
+        left, right = (i, j) if xs[i] <= xs[j] else (j, i)
+        return abs(xs[j] - xs[i]) < 0.15 * span or xs[right] - xs[left] < reach[left]
+
     placed: list[int] = []
     for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
-        near = [j for j in placed if abs(xs[j] - xs[i]) < 0.15 * span]
+        near = [j for j in placed if overlaps(i, j)]
         for j in sorted(near, key=lambda j: -heights[j]):
             if heights[i] > heights[j] - gap:
                 heights[i] = min(heights[i], heights[j] - gap)

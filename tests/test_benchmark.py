@@ -628,3 +628,7 @@ def test_plot_labels_of_nearby_points_are_moved_apart() -> None:
     assert all(upper - lower >= 0.5 - 1e-9 for upper, lower in zip(near[:-1], near[1:], strict=True))
     assert heights[4] == pytest.approx(90.2)  # near the teacher, so moved below its label
     assert label_heights([(1.0, 80.0, "x"), (9.0, 80.0, "y")], gap=0.5) == [80.0, 80.0]  # far apart: unchanged
+    # a long label on the left reaches a point 1.9 ms to its right (span 8.8 ms): moved apart too
+    long = [(0.5, 84.2, "int8"), (1.46, 83.37, "student-onnx-fp32"), (3.36, 83.37, "student"), (9.3, 88.8, "teacher")]
+    heights = label_heights(long, gap=0.3)
+    assert abs(heights[1] - heights[2]) >= 0.3 - 1e-9 and heights[3] == 88.8
