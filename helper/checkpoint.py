@@ -273,6 +273,9 @@ class HgExport(pl.Callback):
         for key, value in dm_hp.items():  # transfer sets / augmentation, when the data module has them
             if value not in (None, False, [], {}) and any(w in key for w in ("transfer", "augment", "unlabel")):
                 recipe[key] = value
+        transfer = getattr(dm, "transfer", None)
+        if isinstance(transfer, dict) and transfer:  # unlabelled rows the teacher labels (see ClfDataModule)
+            recipe["transfer set"] = ", ".join(f"{name}: {len(rows)} rows" for name, rows in transfer.items())
         for key in ("batch_size", "max_length", "max_train_samples"):
             if dm_hp.get(key) is not None:
                 recipe[key] = dm_hp[key]

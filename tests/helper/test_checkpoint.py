@@ -399,7 +399,12 @@ def test_student_card_names_teacher_recipe_base_model_and_baseline(tokenizer, tm
     tokenizer.save_pretrained(teacher_dir)
     write_model_card(teacher_dir, CardInfo(name="teacher", role="teacher", base_model=MINILM_HUB_ID))
 
-    dm = make_dm(tokenizer)
+    # 12 labelled rows; the other 4 of the 16 training rows form the transfer set
+    data = toy_data()  # training rows made distinct from the validation ones (transfer rows must not repeat them)
+    data["train"] = data["train"].map(lambda row, i: {"sentence": f"{row['sentence']} ({i})"}, with_indices=True)
+    dm = ClfDataModule(
+        data, tokenizer=tokenizer, batch_size=4, max_length=16, max_train_samples=12, rest_as_unlabeled=True
+    )
     module = BaseDistiller(
         str(teacher_dir), {"layers": [1]}, ["LogitKD"], dm, alpha=0.3, temperature=2.0, cache_teacher_outputs=False
     )
@@ -413,6 +418,7 @@ def test_student_card_names_teacher_recipe_base_model_and_baseline(tokenizer, tm
     assert info.recipe["adaptors"] == [{"name": "LogitKD", "weight": 1.0}]
     assert info.recipe["alpha"] == 0.3 and info.recipe["temperature"] == 2.0 and info.recipe["stage"] == "mix-step"
     assert info.recipe["student_layers"] == 1 and "teacher accuracy (validation)" in info.recipe
+    assert info.recipe["transfer set"] == "rest: 4 rows" and info.recipe["max_train_samples"] == 12
     text = (export_dir / "README.md").read_text()
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in text
     assert "| same student trained alone | 50.00 | 40.00 |" in text and f"`{teacher_dir}`" in text
