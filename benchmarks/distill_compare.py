@@ -55,19 +55,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics.functional.classification import multiclass_f1_score
+from transformers import DataCollatorWithPadding
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from torchmetrics.functional.classification import multiclass_f1_score  # noqa: E402
-from transformers import DataCollatorWithPadding  # noqa: E402
-
-from benchmarks.common import TrainClock, step_trainer  # noqa: E402
-from data.augment import Augment  # noqa: E402
-from data.data_module import MODEL_INPUTS, ClfDataModule  # noqa: E402
-from data.teacher_store import label_rows  # noqa: E402
-from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student  # noqa: E402
-from helper.finetuner import ClfFinetune  # noqa: E402
-from helper.models import load_classifier  # noqa: E402
+from benchmarks.clocks import TrainClock
+from benchmarks.common import step_trainer
+from data.augment import Augment
+from data.data_module import MODEL_INPUTS, ClfDataModule
+from data.teacher_store import label_rows
+from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student
+from helper.finetuner import ClfFinetune
+from helper.models import load_classifier
 
 INTER = ["AttnMiniLM", "ValMiniLM", "HidnTinyBERT"]
 VARIANTS = (

@@ -13,15 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import TrainClock  # noqa: E402
-from helper.cli import run  # noqa: E402
-from helper.finetuner import ClfFinetune  # noqa: E402
+from benchmarks.clocks import TrainClock
+from helper.cli import run
+from helper.finetuner import ClfFinetune
 
 
 def main() -> None:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from benchmarks import distill_compare as compare
 from tests.conftest import REPO_ROOT, tiny_bert
-
-_spec = importlib.util.spec_from_file_location("distill_compare", REPO_ROOT / "benchmarks" / "distill_compare.py")
-compare = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = compare
-_spec.loader.exec_module(compare)
 
 
 @pytest.fixture

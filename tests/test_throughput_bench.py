@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.interleave import Arm, Floor, Sample, Spread, per_round, run_rounds
+from benchmarks import throughput
+from benchmarks.clocks import Settings
+from benchmarks.eager_taps import eager_copy, eager_distill, needed_taps, use_attention_capture
+from benchmarks.hf_recipe import recipe_loss
+from benchmarks.interleave import Arm, Floor, Sample, Spread, per_round, run_rounds, time_loop
+from benchmarks.memory_meter import MemoryMeter
+from benchmarks.step_loops import distiller_params, distiller_step, make_optimizer, step_arm
+from benchmarks.throughput_arms import INTER, tracked_ratios
+from benchmarks.throughput_report import Row, amortised_row, amortised_speed
 from helper.distiller import BaseDistiller
 from tests.adaptors.helpers import make_batch
-from tests.conftest import REPO_ROOT, tiny_bert
+from tests.conftest import tiny_bert
 
-_spec = importlib.util.spec_from_file_location("throughput_bench", REPO_ROOT / "benchmarks" / "throughput.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench  # dataclasses resolve their module by name
-_spec.loader.exec_module(bench)
-
-MIX = [*bench.INTER, "LogitKD"]
-CPU = bench.Settings(torch.device("cpu"))
+MIX = [*INTER, "LogitKD"]
+CPU = Settings(torch.device("cpu"))
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def test_recipe_loss_is_alpha_ce_plus_t2_kl_and_matches_the_distiller_objective(
     teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
     alpha, t = 0.5, 4.0
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
-    loss, outputs = bench.recipe_loss(student, teacher, inputs, alpha, t)
+    loss, outputs = recipe_loss(student, teacher, inputs, alpha, t)
 
     s_logits = outputs.logits
     with torch.no_grad():
@@ -54,20 +56,20 @@ def test_recipe_loss_is_alpha_ce_plus_t2_kl_and_matches_the_distiller_objective(
 def test_eager_fed_losses_equal_hook_fed_losses(batch):
     teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
     hooks = BaseDistiller(teacher, student, MIX, alpha=0.5, temperature=4.0).eval()
-    eager = BaseDistiller(bench.eager_copy(teacher), bench.eager_copy(student), MIX, alpha=0.5, temperature=4.0).eval()
+    eager = BaseDistiller(eager_copy(teacher), eager_copy(student), MIX, alpha=0.5, temperature=4.0).eval()
     eager.adaptors.load_state_dict(hooks.adaptors.state_dict())  # the same HidnTinyBERT projection
     eager.remove_taps()
     assert eager.teacher.config._attn_implementation == "eager"
     assert teacher.config._attn_implementation != "eager"  # the copy left the original alone
 
     want, s_want, _ = hooks.distill(batch)
-    got, s_got, _ = bench.eager_distill(eager, batch)
+    got, s_got, _ = eager_distill(eager, batch)
     assert set(got) == set(want) == set(MIX)
     for name in MIX:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)
     torch.testing.assert_close(s_got, s_want, rtol=1e-4, atol=1e-5)
 
-    needs = bench.needed_taps(eager, "teacher")
+    needs = needed_taps(eager, "teacher")
     assert needs["queries"] == needs["keys"] == needs["values"] == {3}  # MiniLM relations: last layer
     assert 3 in needs["hidden"] and "logits" not in needs
 
@@ -76,16 +78,16 @@ def test_attention_capture_losses_equal_eager_fed_losses_with_padding(batch):
     teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
     assert not batch["attention_mask"].all()
     capture = BaseDistiller(teacher, student, MIX, alpha=0.5, temperature=4.0).eval()
-    bench.use_attention_capture(capture)
+    use_attention_capture(capture)
     assert capture.t_taps.capture == capture.s_taps.capture == "attention"
     assert teacher.config._attn_implementation == "distiller_taps_sdpa"
-    eager = BaseDistiller(bench.eager_copy(teacher), bench.eager_copy(student), MIX, alpha=0.5, temperature=4.0).eval()
+    eager = BaseDistiller(eager_copy(teacher), eager_copy(student), MIX, alpha=0.5, temperature=4.0).eval()
     eager.adaptors.load_state_dict(capture.adaptors.state_dict())
     eager.remove_taps()
     assert eager.teacher.config._attn_implementation == "eager"
 
     got, s_got, _ = capture.distill(batch)
-    want, s_want, _ = bench.eager_distill(eager, batch)
+    want, s_want, _ = eager_distill(eager, batch)
     for name in MIX:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=name)
     torch.testing.assert_close(s_got, s_want, rtol=1e-4, atol=1e-5)
@@ -95,12 +97,12 @@ def test_attention_capture_losses_equal_eager_fed_losses_with_padding(batch):
 
 def test_eager_distiller_step_trains_student_and_projection(batch):
     teacher, student = tiny_bert(layers=4, seed=0), tiny_bert(layers=2, hidden=32, heads=2, seed=1)
-    distiller = BaseDistiller(bench.eager_copy(teacher), bench.eager_copy(student), MIX)
+    distiller = BaseDistiller(eager_copy(teacher), eager_copy(student), MIX)
     distiller.remove_taps()
-    opt = bench.make_optimizer(bench.distiller_params(distiller), lr=1e-2, weight_decay=0.0)
+    opt = make_optimizer(distiller_params(distiller), lr=1e-2, weight_decay=0.0)
     proj = distiller.adaptors[2].proj.weight.detach().clone()
-    settings = bench.Settings(torch.device("cpu"))
-    bench.distiller_step(distiller, opt, settings, distill=lambda b: bench.eager_distill(distiller, b))(batch)
+    settings = Settings(torch.device("cpu"))
+    distiller_step(distiller, opt, settings, distill=lambda b: eager_distill(distiller, b))(batch)
     assert not torch.equal(proj, distiller.adaptors[2].proj.weight)
     assert all(p.grad is None for p in distiller.student.parameters())  # zero_grad(set_to_none=True) ran
 
@@ -143,7 +145,7 @@ def test_per_round_ratios_cancel_a_drifting_machine():
     def arm(key: str, cost: float) -> Arm:
         def measure() -> Sample:
             machine.slowdown = next(slowdowns)
-            seconds = bench.time_loop(lambda _: machine.work(cost), range(4), clock=machine.clock)
+            seconds = time_loop(lambda _: machine.work(cost), range(4), clock=machine.clock)
             return Sample(seconds, 4 * 8, 4)
 
         return Arm(key, key, measure)
@@ -194,7 +196,7 @@ def test_step_arm_warms_up_once_rewarms_each_round_and_times_the_same_batches():
     seen: list[int] = []
     batches = [{"labels": torch.zeros(n), "input_ids": torch.zeros(n, 3 + n), "id": n} for n in (2, 3, 4, 5, 6)]
     rows: dict = {}
-    arm = bench.step_arm("k", "label", lambda b: seen.append(b["id"]), batches[:2], batches[:1], batches[2:], CPU, rows)
+    arm = step_arm("k", "label", lambda b: seen.append(b["id"]), batches[:2], batches[:1], batches[2:], CPU, rows)
     out = run_rounds([arm], 2)
     assert seen == [2, 3] + [2, 4, 5, 6] * 2  # one-time warm-up, then per round: 1 untimed + the 3 timed batches
     sample = out["k"][0]
@@ -203,24 +205,24 @@ def test_step_arm_warms_up_once_rewarms_each_round_and_times_the_same_batches():
     assert sample.ms_per_step == pytest.approx(1000 * sample.seconds / 3)
     row = rows["k"]
     assert row.warmup_peak_mb is not None and row.warmup_peak_mb >= row.warmup_delta_mb >= 0
-    no_warmup = bench.step_arm("n", "label", lambda b: None, [], [], batches, CPU, rows)
+    no_warmup = step_arm("n", "label", lambda b: None, [], [], batches, CPU, rows)
     assert no_warmup.warmup is None
 
 
 def test_amortised_speed_per_round_and_tracked_ratios_per_round():
-    assert bench.amortised_speed(1000, 3, 0.0, 50.0) == pytest.approx(50.0)
+    assert amortised_speed(1000, 3, 0.0, 50.0) == pytest.approx(50.0)
     # 3000 samples at 100/s = 30 s, plus 10 s of cache build -> 75 samples/s
-    assert bench.amortised_speed(1000, 3, 10.0, 100.0) == pytest.approx(75.0)
-    cache = bench.Row("cache_build", "cache", [Sample(10.0, 1000), Sample(30.0, 1000)])
-    cached = bench.Row("kd_cache", "kd", [Sample(10.0, 1000, 10), Sample(20.0, 1000, 10)])  # 100 then 50 samples/s
-    amortised = bench.amortised_row("a", "a", 1000, 3, cache, cached)
+    assert amortised_speed(1000, 3, 10.0, 100.0) == pytest.approx(75.0)
+    cache = Row("cache_build", "cache", [Sample(10.0, 1000), Sample(30.0, 1000)])
+    cached = Row("kd_cache", "kd", [Sample(10.0, 1000, 10), Sample(20.0, 1000, 10)])  # 100 then 50 samples/s
+    amortised = amortised_row("a", "a", 1000, 3, cache, cached)
     assert [s.samples_per_s for s in amortised.samples] == pytest.approx([75.0, 3000 / 90])
-    once = bench.Row("cache_build", "cache", [Sample(10.0, 1000)])  # built once: used with every round's speed
-    amortised = bench.amortised_row("a", "a", 1000, 3, once, cached)
+    once = Row("cache_build", "cache", [Sample(10.0, 1000)])  # built once: used with every round's speed
+    amortised = amortised_row("a", "a", 1000, 3, once, cached)
     assert [s.samples_per_s for s in amortised.samples] == pytest.approx([75.0, 3000 / 70])
 
-    def row(key: str, ms: list[float]) -> bench.Row:
-        return bench.Row(key, key, [Sample(m / 1000 * 10, 320, 10) for m in ms])
+    def row(key: str, ms: list[float]) -> Row:
+        return Row(key, key, [Sample(m / 1000 * 10, 320, 10) for m in ms])
 
     rows = {
         "teacher_fwd": row("teacher_fwd", [50, 100, 60]),
@@ -230,7 +232,7 @@ def test_amortised_speed_per_round_and_tracked_ratios_per_round():
         "mix_hooks": row("mix_hooks", [300, 600, 330]),
         "mix_eager": row("mix_eager", [310, 590, 340]),
     }
-    floors = {f.name.split(" / ")[0]: f for f in bench.tracked_ratios(SimpleNamespace(rows=rows, settings=CPU))}
+    floors = {f.name.split(" / ")[0]: f for f in tracked_ratios(SimpleNamespace(rows=rows, settings=CPU))}
     kd_cache = floors["cached logit-KD step"]
     assert kd_cache.values == pytest.approx([1.02, 1.02, 1.25]) and kd_cache.verdict == "PASS" and kd_cache.agreed == 2
     no_cache = floors["logit-KD step without cache"]
@@ -242,18 +244,18 @@ def test_amortised_speed_per_round_and_tracked_ratios_per_round():
 
 
 def test_cpu_timer_and_bad_flags_reported_together(capsys):
-    settings = bench.Settings(torch.device("cpu"), timer="cpu")
+    settings = Settings(torch.device("cpu"), timer="cpu")
     start = settings.now()
     sum(i * i for i in range(200_000))  # burn some CPU
     assert settings.now() > start
     with pytest.raises(SystemExit):
-        bench.parse_args(["--rounds", "0", "--round-warmup", "-1", "--steps", "0"])
+        throughput.parse_args(["--rounds", "0", "--round-warmup", "-1", "--steps", "0"])
     err = capsys.readouterr().err
     assert "--rounds=0: expected an integer >= 1" in err and "--round-warmup=-1" in err and "--steps=0" in err
 
 
 def test_memory_meter_sees_a_cpu_allocation():
-    meter = bench.MemoryMeter(torch.device("cpu"))
+    meter = MemoryMeter(torch.device("cpu"))
     meter.start()
     block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
     peak, delta = meter.stop()
@@ -272,7 +274,7 @@ def test_main_runs_every_row_on_a_tiny_teacher(tmp_path, minilm_path, capsys):
     args += ["--threads", "1", "--json", str(tmp_path / "out.json")]  # 1 thread: quick even on a busy machine
     threads = torch.get_num_threads()
     try:
-        report = bench.main(args)
+        report = throughput.main(args)
     finally:
         torch.set_num_threads(threads)
 
