@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import logging
@@ -51,6 +50,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from helper.bench.data import eval_order, pre_batch
+from helper.bench.flags import add_data_arguments, data_options, parse_quietly
+from helper.bench.models import TOKENIZER_FILES, model_input_names, weights_size_mb
+from helper.bench.runtime import (
+    missing_onnx_modules,
+    onnx_missing_message,
+    onnx_size_mb,
+    ort_session,
+    run_session,
+)
 from helper.checkpoint import atomic_replace
 from helper.hub import hub_offline_reason
 from helper.model_card import CardInfo, hub_base_model, read_card_info, write_model_card
@@ -67,13 +76,6 @@ QUANTIZE_METHODS = {
     "int8-static": "quantize_static (QDQ): int8 weights, uint8 activations with ranges calibrated (MinMax) on "
     "training examples",
 }
-ONNX_EXTRA = 'pip install -e ".[onnx]"'
-#: Modules the export needs beyond the core install (import name -> PyPI name).
-ONNX_MODULES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
-#: Files that show a folder carries its own tokenizer.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
-#: Token inputs an exported graph may take, in order.
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 18
 
 
@@ -88,72 +90,6 @@ class ExportError(ValueError):
 
 class ExportRefused(RuntimeError):  # noqa: N818 (a refusal, not a crash)
     """The export ran but failed a check (fp32 mismatch or the int8 accuracy gate); nothing was written."""
-
-
-def missing_onnx_modules() -> list[str]:
-    """PyPI names of the ONNX packages that are not installed."""
-    return [pkg for mod, pkg in ONNX_MODULES.items() if importlib.util.find_spec(mod) is None]
-
-
-def onnx_missing_message(missing: Sequence[str]) -> str:
-    """The error text for missing ONNX packages, naming the extra to install."""
-    return (
-        f"ONNX support needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
-        f"install the project's onnx extra: {ONNX_EXTRA}"
-    )
-
-
-# ---------------------------------------------------------------------------------------------------- ONNX Runtime
-def ort_session(path: str | Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads (default: ORT's choice) and one inter-op thread."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def session_inputs(session: Any) -> list[str]:
-    """Names of a session's inputs."""
-    return [i.name for i in session.get_inputs()]
-
-
-def run_session(session: Any, inputs: dict[str, Any]) -> np.ndarray:
-    """Logits of one batch; ``inputs`` may hold tensors or arrays and extra keys (only the graph's inputs are fed)."""
-    feed = {}
-    for name in session_inputs(session):
-        value = inputs[name]
-        feed[name] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        if feed[name].dtype != np.int64:
-            feed[name] = feed[name].astype(np.int64)
-    return session.run(None, feed)[0]
-
-
-def onnx_size_mb(path: str | Path) -> float:
-    """Size in MB (10^6 bytes) of an ONNX file plus its external-data files (``<file>.data``), if any."""
-    path = Path(path)
-    files = [path, *path.parent.glob(f"{path.name}.data")]
-    return sum(p.stat().st_size for p in files if p.is_file()) / 1e6
-
-
-def onnx_precision(path: str | Path) -> str:
-    """``"int8"`` when the graph holds integer-quantized operators, else ``"float32"``."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    quantized = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "DequantizeLinear", "QAttention"}
-    return "int8" if any(n.op_type in quantized for n in model.graph.node) else "float32"
-
-
-def onnx_param_count(path: str | Path) -> int:
-    """Number of weights in an ONNX file: elements of its initializers that are not scalars (scales, zero points)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return sum(math.prod(t.dims) for t in model.graph.initializer if math.prod(t.dims) > 1)
 
 
 # ---------------------------------------------------------------------------------------------------- export
@@ -190,14 +126,6 @@ class _LogitsOnly(torch.nn.Module):
     ) -> torch.Tensor:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         return self.model(**{k: v for k, v in given.items() if k in self.names}).logits
-
-
-def model_input_names(model: torch.nn.Module, tokenizer: Any) -> list[str]:
-    """The token inputs that both the model's ``forward`` and the tokenizer use, in :data:`TOKEN_INPUTS` order."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return [k for k in TOKEN_INPUTS if k in params and k in tokenizer.model_input_names]
 
 
 def export_onnx(model: torch.nn.Module, tokenizer: Any, path: str | Path, opset: int = OPSET) -> list[str]:
@@ -337,14 +265,8 @@ def load_batches(
         return None, [f"split {split!r} of dataset {shown!r} is empty; expected at least one example"]
     labels = np.asarray([int(v) for v in ds[dm.label_field]])
     enc = tokenizer(*[list(ds[f]) for f in dm.text_fields], truncation=True, max_length=dm.max_length)
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        features = {k: [enc[k][i] for i in idx] for k in names if k in enc}
-        padded = tokenizer.pad(features, padding=True, return_tensors="pt")
-        batches.append({k: padded[k] for k in names})
+    order = eval_order([len(ids) for ids in enc["input_ids"]])
+    batches = pre_batch(tokenizer, enc, names, order, batch_size, torch.device("cpu"))
     calibration = []
     if calibration_samples:
         train = dm.raw["train"].shuffle(seed=0)
@@ -444,11 +366,6 @@ class ExportResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def _weights_mb(folder: Path) -> float | None:
-    files = list(folder.glob("*.safetensors")) or list(folder.glob("pytorch_model*.bin"))
-    return sum(p.stat().st_size for p in files) / 1e6 if files else None
-
-
 def _card_info(source: Path, model: Any, report: dict[str, Any], name: str) -> CardInfo:
     info = read_card_info(source)
     if info is None:  # a folder not written by this project: what the config says
@@ -458,7 +375,7 @@ def _card_info(source: Path, model: Any, report: dict[str, Any], name: str) -> C
             labels=[str(cfg.id2label.get(i, f"LABEL_{i}")) for i in range(cfg.num_labels)],
             base_model=hub_base_model(getattr(cfg, "_name_or_path", None)),
             params=sum(p.numel() for p in model.parameters()),
-            size_mb=_weights_mb(source),
+            size_mb=weights_size_mb(source),
             architecture=_architecture(cfg),
         )
     info.name = name
@@ -617,7 +534,7 @@ def export_model(
             "dataset": batches.dataset,
             "split": split,
             "examples": examples,
-            "pytorch_size_mb": _weights_mb(Path(source)),
+            "pytorch_size_mb": weights_size_mb(Path(source)),
             "pytorch_accuracy": accuracy(ref, batches.labels),
             "pytorch_f1_macro": macro_f1(ref, batches.labels, num_classes),
             "fp32": {
@@ -735,12 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-samples", type=int, default=256, help="training examples calibrating int8-static")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points int8 may lose against fp32")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    p.add_argument("--dataset", default="demo", help="data to verify on: 'demo', a data folder, a file, a Hub name")
-    p.add_argument("--subset", default=None, help="Hub dataset configuration, e.g. sst2 for glue")
-    p.add_argument("--split", default="validation", help="split to verify and gate on")
-    p.add_argument("--label-names", nargs="+", default=None, help="class names in label order")
-    p.add_argument("--text-fields", nargs="+", default=None, help="text column(s), one or a pair")
-    p.add_argument("--label-field", default=None, help="label column")
+    add_data_arguments(p, "data to verify on: 'demo', a data folder, a file, a Hub name", "split to verify and gate on")
     p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens")
     p.add_argument("--max-samples", type=int, default=None, help="use the first N examples of the split")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the verification passes")
@@ -752,22 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``export.py``; returns 0 on success, 2 on bad input, 3 when a check refused the export."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    text_fields = args.text_fields[0] if args.text_fields and len(args.text_fields) == 1 else args.text_fields
+    args = parse_quietly(build_parser(), argv)
     try:
         result = export_model(
             args.model,
             args.out,
             dataset=args.dataset,
-            subset=args.subset,
-            split=args.split,
-            text_fields=text_fields,
-            label_field=args.label_field,
-            label_names=args.label_names,
+            **data_options(args),
             max_length=args.max_length,
             max_samples=args.max_samples,
             batch_size=args.batch_size,

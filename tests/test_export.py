@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 import helper.export as export_mod
+from helper.bench.runtime import ort_session, run_session
 from helper.export import (
     FP32_FILE,
     INT8_FILE,
@@ -20,8 +22,6 @@ from helper.export import (
     export_model,
     export_onnx,
     main,
-    ort_session,
-    run_session,
 )
 from helper.model_card import read_card_info
 from tests.conftest import make_batch, tiny_bert
@@ -261,9 +261,9 @@ class TestBadInput:
     def test_onnxruntime_missing_names_the_extra(
         self, classifier_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        real = export_mod.importlib.util.find_spec
+        real = importlib.util.find_spec
         monkeypatch.setattr(
-            export_mod.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+            importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
         )
         with pytest.raises(ExportError) as info:
             export_model(classifier_dir, tmp_path / "out", **DEMO)

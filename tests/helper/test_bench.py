@@ -1,8 +1,9 @@
-"""Tests for benchmark.py: outputs agree, metrics match an independent computation, bad input fails early."""
+"""Tests for benchmark.py (helper.bench): outputs agree, metrics match an independent computation, bad input fails."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import sys
@@ -14,9 +15,19 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-import benchmark
-from benchmark import BenchmarkError, main, markdown_report, median_length_indices, run_benchmark
+import helper.bench.models
+import helper.bench.run
 from data.data_module import ClfDataModule
+from helper.bench import (
+    BenchmarkError,
+    label_heights,
+    latency_stats,
+    main,
+    markdown_report,
+    median_length_indices,
+    run_benchmark,
+    time_rounds,
+)
 from tests.conftest import tiny_bert
 
 FAST = {"latency_runs": 3, "warmup": 1, "batch_size": 16, "max_samples": 64, "threads": 1, "rounds": 2}
@@ -289,17 +300,17 @@ def test_data_module_input_and_other_splits(models: dict[str, str], toy_dataset:
 def test_threads_are_fixed_reported_and_restored(models: dict[str, str]) -> None:
     before = torch.get_num_threads()
     seen = []
-    original = benchmark.time_rounds
+    original = helper.bench.run.time_rounds  # patched where run_benchmark looks it up
 
     def spy(*args: object, **kwargs: object) -> list:
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    benchmark.time_rounds, saved = spy, benchmark.time_rounds
+    helper.bench.run.time_rounds, saved = spy, helper.bench.run.time_rounds
     try:
         rows = run_benchmark([models["student"]], "demo", **FAST)
     finally:
-        benchmark.time_rounds = saved
+        helper.bench.run.time_rounds = saved
     assert seen == [1] and rows[0]["threads"] == 1
     assert torch.get_num_threads() == before
     assert "threads 1" in markdown_report(rows).splitlines()[0]
@@ -312,14 +323,14 @@ def test_time_rounds_interleaves_models() -> None:
         return lambda: order.append(name)
 
     calls = [[call("a0"), call("a1")], [call("b0"), call("b1")], [call("c0"), call("c1")]]
-    times = benchmark.time_rounds(calls, rounds=3, warmup=1, device=torch.device("cpu"))
+    times = time_rounds(calls, rounds=3, warmup=1, device=torch.device("cpu"))
     assert [[len(r) for r in m] for m in times] == [[2, 2, 2]] * 3 and all(t >= 0 for m in times for r in m for t in r)
     warm, rest = order[:3], order[3:]
     assert warm == ["a0", "b0", "c0"]
     one_round = ["a0", "a0", "a1", "b0", "b0", "b1", "c0", "c0", "c1"]  # an untimed call, then the timed ones
     assert rest == one_round * 3
     order.clear()
-    benchmark.time_rounds(calls[:2], rounds=2, warmup=0, device=torch.device("cpu"))
+    time_rounds(calls[:2], rounds=2, warmup=0, device=torch.device("cpu"))
     assert order == ["a0", "a1", "b0", "b1"] * 2  # no untimed calls without warm-up
 
 
@@ -327,7 +338,7 @@ def test_latency_stats_medians_spread_and_per_round_ratios() -> None:
     ref = [[10.0, 10.0, 12.0], [20.0, 20.0, 20.0], [10.0, 11.0, 11.0]]  # round medians 10, 20, 11
     fast = [[5.0, 5.0, 5.0], [8.0, 9.0, 9.0], [6.0, 6.0, 7.0]]  # round medians 5, 9, 6: ratios .5, .45, .545
     slow = [[9.0, 9.0, 9.0], [22.0, 22.0, 22.0], [12.0, 12.0, 12.0]]  # ratios .9, 1.1, 1.09 -> median 1.09
-    a, b, c = benchmark.latency_stats([ref, fast, slow])
+    a, b, c = latency_stats([ref, fast, slow])
     assert a["latency_ms_median"] == 11.0 and (a["latency_ms_round_min"], a["latency_ms_round_max"]) == (10.0, 20.0)
     assert a["latency_ratio"] == 1.0 and a["latency_ratio_agree"] == 3 and a["latency_ms_rounds"] == [10.0, 20.0, 11.0]
     assert a["latency_ms_mean"] == pytest.approx(sum(sum(r) for r in ref) / 9)
@@ -335,7 +346,7 @@ def test_latency_stats_medians_spread_and_per_round_ratios() -> None:
     assert b["latency_ratio_min"] == pytest.approx(0.45) and b["latency_ratio_max"] == pytest.approx(6 / 11)
     assert b["latency_ratio_agree"] == 3
     assert c["latency_ratio"] == pytest.approx(12 / 11) and c["latency_ratio_agree"] == 2  # one round said < 1
-    assert benchmark.latency_stats([ref, fast], reference=1)[1]["latency_ratio"] == 1.0
+    assert latency_stats([ref, fast], reference=1)[1]["latency_ratio"] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -390,10 +401,8 @@ def test_onnx_rows_with_tokenization_in_the_timing(onnx_export: Path) -> None:
 
 
 def test_onnx_sessions_use_the_threads_setting(onnx_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import helper.export
-
     seen = []
-    original = helper.export.ort_session
+    original = helper.bench.models.ort_session  # patched where load_runner looks it up
 
     def spy(path: object, threads: int | None = None) -> object:
         session = original(path, threads)
@@ -401,7 +410,7 @@ def test_onnx_sessions_use_the_threads_setting(onnx_export: Path, monkeypatch: p
         seen.append((options.intra_op_num_threads, options.inter_op_num_threads))
         return session
 
-    monkeypatch.setattr(helper.export, "ort_session", spy)
+    monkeypatch.setattr(helper.bench.models, "ort_session", spy)
     run_benchmark([str(onnx_export / "model_int8.onnx")], "demo", **FAST)
     assert seen == [(1, 1)]
 
@@ -456,8 +465,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("benchmarking started despite bad input")
 
-    monkeypatch.setattr(benchmark, "load_runner", forbidden)
-    monkeypatch.setattr(benchmark, "time_rounds", forbidden)
+    monkeypatch.setattr(helper.bench.run, "load_runner", forbidden)
+    monkeypatch.setattr(helper.bench.run, "time_rounds", forbidden)
 
 
 def _error(models_: list[str], data: object = "demo", **kwargs: object) -> str:
@@ -552,10 +561,8 @@ class TestBadInput:
         assert "num_labels=2" in msg
 
     def test_onnxruntime_missing_names_the_extra(self, onnx_export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        real = benchmark.importlib.util.find_spec
-        monkeypatch.setattr(
-            benchmark.importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
-        )
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
         msg = _error([str(onnx_export)])
         assert "is an ONNX model" in msg and "onnxruntime" in msg and 'pip install -e ".[onnx]"' in msg
 
@@ -619,8 +626,6 @@ def test_report_handles_missing_values() -> None:
 
 
 def test_plot_labels_of_nearby_points_are_moved_apart() -> None:
-    from benchmark import label_heights
-
     points = [(3.0, 86.0, "a"), (3.05, 85.9, "b"), (2.95, 85.8, "c"), (9.5, 90.7, "teacher"), (9.6, 90.6, "far-ok")]
     heights = label_heights(points, gap=0.5)
     assert heights[0] == 86.0 and heights[3] == 90.7  # the highest label of each group stays at its point
