@@ -107,6 +107,21 @@ def _require_equal_tap_heads(name: str, teacher: Taps, student: Taps) -> None:
         )
 
 
+class _PerHeadScores(Adaptor):
+    """Shared set-up of the losses that compare attention scores head by head: teacher and student need the same
+    head count (checked on the configs here, and on the captured tensors in each loss)."""
+
+    needs = frozenset({"queries", "keys"})
+    kind = "inter"
+    default_layers = "uniform"
+
+    def __init__(
+        self, teacher: ModelDims, student: ModelDims, *, weight: float = 1.0, layers: str | list | None = None
+    ) -> None:
+        super().__init__(teacher, student, weight=weight, layers=layers)
+        _require_equal_heads(self.name, teacher, student)
+
+
 class _RelationKL(Adaptor):
     """KL between teacher and student relation distributions ``softmax(a·bᵀ/√d)`` over valid keys (MiniLM)."""
 
@@ -236,7 +251,7 @@ class ValMiniLM(_RelationKL):
 
 
 @register
-class AttnTinyBERT(Adaptor):
+class AttnTinyBERT(_PerHeadScores):
     r"""Attention-score MSE (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural Language Understanding",
     arXiv:1909.10351).
 
@@ -255,16 +270,6 @@ class AttnTinyBERT(Adaptor):
         weight: Loss weight (>= 0), applied by the distiller.
         layers: Layer mapping (None: ``"uniform"``).
     """
-
-    needs = frozenset({"queries", "keys"})
-    kind = "inter"
-    default_layers = "uniform"
-
-    def __init__(
-        self, teacher: ModelDims, student: ModelDims, *, weight: float = 1.0, layers: str | list | None = None
-    ) -> None:
-        super().__init__(teacher, student, weight=weight, layers=layers)
-        _require_equal_heads(self.name, teacher, student)
 
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
         _require_equal_tap_heads(self.name, teacher, student)
@@ -355,7 +360,7 @@ class RelMiniLMv2(_RelationKL):
 
 
 @register
-class AttnCE(Adaptor):
+class AttnCE(_PerHeadScores):
     r"""Attention cross-entropy: the student's attention distributions trained on the teacher's as soft targets
     (TextBrewer's ``att_ce``; Yang et al., 2020, "TextBrewer: An Open-Source Knowledge Distillation Toolkit for
     Natural Language Processing", arXiv:2002.12620).
@@ -377,16 +382,6 @@ class AttnCE(Adaptor):
         weight: Loss weight (>= 0), applied by the distiller.
         layers: Layer mapping (None: ``"uniform"``, as TextBrewer's TinyBERT-style configs map attention).
     """
-
-    needs = frozenset({"queries", "keys"})
-    kind = "inter"
-    default_layers = "uniform"
-
-    def __init__(
-        self, teacher: ModelDims, student: ModelDims, *, weight: float = 1.0, layers: str | list | None = None
-    ) -> None:
-        super().__init__(teacher, student, weight=weight, layers=layers)
-        _require_equal_heads(self.name, teacher, student)
 
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
         _require_equal_tap_heads(self.name, teacher, student)
