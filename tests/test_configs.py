@@ -10,7 +10,7 @@ from helper.cli import run
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
 from helper.finetuner import ClfFinetune
 
-# hpo_*.yaml are search definitions for hpo.py, checked by tests/test_hpo.py
+# hpo_*.yaml are search definitions for hpo.py, checked by tests/helper/test_hpo.py
 CONFIGS = sorted(
     c for c in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if not c.name.startswith("hpo_")
 )
