@@ -15,7 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["adaptors", "benchmarks", "data", "helper", "helper.bench", "helper.hpo"],
+    packages=["adaptors", "benchmarks", "common", "data", "helper", "helper.bench", "helper.hpo"],
     py_modules=[
         "finetune",
         "distillation_ms",

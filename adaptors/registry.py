@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adaptors.base import ADAPTOR_KINDS, LAYER_DEFAULTS, TAP_NAMES, Adaptor, ModelDims, _is_real, check_weight
+from common.errors import ProblemsError
 
 __all__ = ["ADAPTORS", "UnknownAdaptorError", "build_adaptors", "get_adaptor", "register"]
 
@@ -15,11 +16,10 @@ __all__ = ["ADAPTORS", "UnknownAdaptorError", "build_adaptors", "get_adaptor", "
 ADAPTORS: dict[str, type[Adaptor]] = {}
 
 
-class UnknownAdaptorError(KeyError, ValueError):
+class UnknownAdaptorError(ProblemsError, KeyError):
     """Raised by :func:`get_adaptor` for a name that is not registered (both a ``KeyError`` and a ``ValueError``)."""
 
-    def __str__(self) -> str:  # KeyError would show the repr of the message
-        return str(self.args[0]) if self.args else ""
+    bare_single = True
 
 
 def register(cls: type[Adaptor]) -> type[Adaptor]:

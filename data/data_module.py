@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets
+from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
+from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names: public names of this module before)
+    LabelNames,
+    label_name_problems,
+    label_problems,
+    normalise_labels,
+    resolve_label_names,
+    sorted_label_names,
+)
+from data.loading import LengthGroupedSampler, ResumableDataLoader
 from data.sources import (
     LABEL_FIELDS,
     DataError,
     DataSource,
-    class_label_names,
     detect_label_field,
     detect_text_fields,
-    label_kind,
     load_source,
 )
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
@@ -71,156 +77,6 @@ def tokenize_batch(
     enc = tokenizer(*(batch[f] for f in text_fields), truncation=True, max_length=max_length)
     enc["labels"] = batch[label_field]
     return enc
-
-
-class LengthGroupedSampler(DistributedSampler):
-    """Orders indices so that consecutive batches hold examples of similar length, on one process or several.
-
-    Training order: a seeded permutation is cut into chunks of ``global_batch * group_batches`` examples, each chunk
-    is sorted by length and cut into global batches, and the batches are shuffled. Evaluation order
-    (``shuffle=False``): all examples sorted by length, longest first, so the first batch shows the peak memory.
-
-    A global batch holds ``batch_size * num_replicas`` examples and each process takes every ``num_replicas``-th of
-    them, so with ``N`` processes of batch ``B`` the examples of each optimizer step are exactly those of one process
-    with batch ``N * B``. Being a ``DistributedSampler``, Lightning uses it as it is under DDP instead of wrapping it.
-    A short last global batch is shared as evenly as possible (a process that would get nothing repeats its first
-    example) so every process runs the same number of steps.
-
-    Args:
-        lengths: Token count of every example.
-        batch_size: Batch size of one process.
-        shuffle: Training order (True) or length-sorted evaluation order (False).
-        seed: Seed of the training order (combined with the epoch).
-        group_batches: Global batches per length-sorted chunk.
-        skip_batches: Asked when an epoch's iteration starts: batches of this epoch already trained (resuming).
-        num_replicas: Number of processes.
-        rank: This process's index.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        group_batches: int = 50,
-        skip_batches: Callable[[], int] | None = None,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ) -> None:
-        self.lengths = torch.as_tensor(list(lengths))
-        super().__init__(range(len(self.lengths)), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.batch_size = batch_size
-        self.group_batches = group_batches
-        self.skip_batches = skip_batches
-
-    @property
-    def global_batch(self) -> int:
-        """Examples per optimizer step across all processes."""
-        return self.batch_size * self.num_replicas
-
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.lengths), self.global_batch)
-        return full * self.batch_size + (max(len(range(self.rank, rest, self.num_replicas)), 1) if rest else 0)
-
-    def __iter__(self) -> Iterator[int]:
-        order = self._order()
-        skip = self.skip_batches() * self.global_batch if self.skip_batches is not None else 0
-        mine = []
-        for start in range(skip, len(order), self.global_batch):
-            batch = order[start : start + self.global_batch]
-            mine.extend(batch[self.rank :: self.num_replicas] or batch[:1])
-        return iter(mine)
-
-    def _order(self) -> list[int]:
-        if not self.shuffle:
-            return torch.argsort(self.lengths, descending=True, stable=True).tolist()
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(len(self.lengths), generator=gen)
-        chunk = self.global_batch * self.group_batches
-        batches = []
-        for start in range(0, len(perm), chunk):
-            part = perm[start : start + chunk]
-            part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
-            batches.extend(part.split(self.global_batch))
-        short = [batches.pop()] if len(batches[-1]) < self.global_batch else []  # kept last: batches stay aligned
-        order = torch.randperm(len(batches), generator=gen).tolist()
-        return torch.cat([batches[i] for i in order] + short).tolist()
-
-
-class ResumableDataLoader(DataLoader):
-    """A training loader that Lightning may resume in the middle of an epoch.
-
-    It keeps no position of its own: its :class:`LengthGroupedSampler` asks the trainer's restored progress how many
-    batches of the epoch were already trained and skips them. Counting the batches handed out instead would be off by
-    the one batch Lightning fetches ahead. The empty ``state_dict``/``load_state_dict`` pair is Lightning's marker for
-    a resumable loader.
-    """
-
-    def state_dict(self) -> dict:
-        """Nothing to store (the position comes from the trainer's progress)."""
-        return {}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Nothing to restore (see the class docstring)."""
-
-
-#: What a class name may arrive as from the command line or a YAML config (checked by :func:`label_name_problems`).
-LabelNames = list[str | bool | int | float | None]
-
-
-def sorted_label_names(values: set[str]) -> list[str]:
-    """Class names found in a string label column, in id order: sorted, numerically when all are integers."""
-    if values and all(v.strip().lstrip("+-").isdigit() for v in values):
-        return sorted(values, key=lambda v: (int(v), v))
-    return sorted(values)
-
-
-def _json_list(text: str) -> bool:
-    """Whether a string is a JSON list (``"[0, 27]"``), as lists of labels are written in CSV files."""
-    if not (text.startswith("[") and text.endswith("]")):
-        return False
-    try:
-        return isinstance(json.loads(text), list)
-    except ValueError:
-        return False
-
-
-def label_name_problems(label_names: object) -> list[str]:
-    """Problems with ``label_names`` as it arrived (an empty list when it is fine).
-
-    YAML, which reads the command line and the config files, turns unquoted ``OFF``, ``ON``, ``NO``, ``YES``,
-    ``TRUE`` and ``FALSE`` (any case) into booleans, bare numbers into numbers and ``null`` into None, so
-    ``--data.label_names '[NOT,OFF]'`` arrives as ``['NOT', False]``. What the user typed cannot be recovered from
-    ``False`` (``OFF``, ``off``, ``No``, ...), so such a list is refused with a hint to quote the names.
-
-    Args:
-        label_names: The ``label_names`` argument of :class:`ClfDataModule`.
-
-    Returns:
-        One message per problem: not a list, entries that are not strings, repeated names.
-    """
-    if label_names is None:
-        return []
-    if isinstance(label_names, str) or not isinstance(label_names, Sequence):
-        return [f"label_names (--data.label_names)={label_names!r}: expected a list of class names, in label order"]
-    problems = []
-    bad = [(i, v) for i, v in enumerate(label_names) if not isinstance(v, str)]
-    if bad:
-        entries = ", ".join(f"entry {i} is {v!r} ({type(v).__name__})" for i, v in bad)
-        problems.append(
-            f"label_names (--data.label_names)={list(label_names)!r}: {entries}; expected every class name to be a "
-            "string. YAML reads unquoted OFF, ON, NO, YES, TRUE, FALSE as booleans, bare numbers as numbers and null "
-            """as None: quote every name, e.g. --data.label_names '["NOT", "OFF"]' (in a config file: """
-            """label_names: ["NOT", "OFF"])"""
-        )
-    repeated = sorted({str(v) for v in label_names if list(label_names).count(v) > 1})
-    if repeated:
-        problems.append(
-            f"label_names (--data.label_names)={list(label_names)!r}: {repeated} appear more than once; "
-            "expected one distinct name per class"
-        )
-    return problems
 
 
 class ClfDataModule(pl.LightningDataModule):
@@ -358,8 +214,9 @@ class ClfDataModule(pl.LightningDataModule):
         columns = self.raw["train"].column_names
         self.text_fields = detect_text_fields(columns, text_fields)
         self.label_field = detect_label_field(columns, label_field)
-        self._normalise_labels(label_names)
-        self.label_names = self._resolve_label_names(label_names, num_labels)
+        #: Label kind of every split as loaded (:func:`data.sources.label_kind`), e.g. for error reports and tests.
+        self.label_kinds = normalise_labels(self.raw, self.label_field, label_names)
+        self.label_names = resolve_label_names(self.raw, self.label_field, label_names, num_labels)
         self._validate()
         rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
@@ -406,7 +263,7 @@ class ClfDataModule(pl.LightningDataModule):
         if self._tokenizer is None:
             if self.tokenizer_source is None:
                 raise ValueError("tokenizer=None: expected a tokenizer object, Hub name, local path or 'minilm'")
-            from helper.models import load_tokenizer
+            from common.resolve import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.tokenizer_source)
         return self._tokenizer
@@ -434,93 +291,6 @@ class ClfDataModule(pl.LightningDataModule):
             out["test"] = raw[test]
         return out
 
-    def _normalise_labels(self, label_names: list[str] | None) -> None:
-        """Bring every split's labels to integer class ids, following the ``datasets`` feature type of each split.
-
-        * ``ClassLabel``, ``int*``/``uint*``: kept (the ids are checked by :meth:`_validate`).
-        * ``string``/``large_string``/``string_view`` (JSON gives ``string``; CSV, TSV and Parquet ``large_string``):
-          names become ids, in ``label_names`` order when given, else sorted (numerically when every name is an
-          integer, so ``"10"`` follows ``"9"``); the names of every split are pooled.
-        * ``bool``: ``False`` -> 0, ``True`` -> 1 (named ``label_names``, else ``"False"``/``"True"``).
-        * ``float*``: whole numbers become ``int64``; any other number is refused.
-        * ``List``/``LargeList``/``Sequence`` (several labels per example): refused, multi-label is not supported yet.
-
-        Raises:
-            DataError: Every problem found (names missing from ``label_names``, fractional labels, list labels).
-        """
-        field = self.label_field
-        kinds = {s: label_kind(ds.features.get(field)) for s, ds in self.raw.items() if field in ds.column_names}
-        self.label_kinds = kinds  # as loaded, per split (data.sources.label_kind), e.g. for error reports and tests
-        string_splits = [s for s, kind in kinds.items() if kind == "string"]
-        values = {v for s in string_splits for v in self.raw[s][field] if v is not None}
-        multi = [s for s, kind in kinds.items() if kind == "multi"]
-        if multi:
-            lists = f"lists ({self.raw[multi[0]].features[field]})"
-        elif values and all(_json_list(v) for v in values):  # lists written as text, e.g. a CSV export of lists
-            example = min(values, key=lambda v: (-v.count(","), len(v)))  # a short one with several labels
-            multi, lists = string_splits, f"lists written as text, e.g. {example!r},"
-        if multi:
-            raise DataError(
-                [
-                    f"label field {field!r} holds {lists} in split(s) {multi}: several labels per example "
-                    "(multi-label) is not supported yet; expected one class per example (an integer id or a name), "
-                    "or set label_field (--data.label_field) to a single-label column"
-                ]
-            )
-        problems = []
-        names = None
-        if string_splits:
-            names = list(label_names) if label_names else sorted_label_names(values)
-            unknown = sorted(values - set(names))
-            if unknown:
-                every = f" '{json.dumps(sorted_label_names(values))}'" if len(values) <= 20 else " [...]"
-                problems.append(
-                    f"label field {field!r} has values {unknown[:10]}{' ...' if len(unknown) > 10 else ''} that are "
-                    f"not in label_names={names}; expected every label to be one of the names (the data hold "
-                    f"{len(values)} names: list them all in id order, e.g. --data.label_names{every}, or set "
-                    "--data.label_names null to take them sorted)"
-                )
-        casts: dict[str, ClassLabel | Value] = {}
-        for split, kind in kinds.items():
-            if kind == "string":
-                casts[split] = ClassLabel(names=names)
-            elif kind == "bool":
-                casts[split] = ClassLabel(names=list(label_names) if label_names else ["False", "True"])
-            elif kind == "float":
-                problems.extend(self._fractional_labels(split))
-                casts[split] = Value("int64")
-        if problems:
-            raise DataError(problems)
-        for split, cast in casts.items():
-            self.raw[split] = self.raw[split].cast_column(field, cast)
-
-    def _fractional_labels(self, split: str) -> list[str]:
-        """The first label of a float column that is not a whole number, as a problem (none: an empty list)."""
-        for i, v in enumerate(self.raw[split][self.label_field]):
-            if v is not None and (not math.isfinite(v) or v != int(v)):
-                return [
-                    f"split {split!r}, row {i}: label {v!r} in {self.label_field!r} is not a whole number; "
-                    "expected an integer class id"
-                ]
-        return []
-
-    def _resolve_label_names(self, label_names: list[str] | None, num_labels: int | None) -> list[str]:
-        names = label_names or class_label_names(self.raw, self.label_field)
-        if names is not None:
-            if num_labels is not None and num_labels != len(names):
-                where = "label_names" if label_names else f"the data's label field {self.label_field!r}"
-                raise DataError(
-                    [
-                        f"num_labels={num_labels} but {where} has {len(names)} classes: {list(names)}; "
-                        "expected them to agree (give label_names listing every class)"
-                    ]
-                )
-            return list(names)
-        if num_labels is None:
-            values = [v for v in self.raw["train"][self.label_field] if isinstance(v, int) and not isinstance(v, bool)]
-            num_labels = (max(values) + 1) if values else 0
-        return [f"LABEL_{i}" for i in range(num_labels)]
-
     def _validate(self) -> None:
         problems = []
         if self.num_labels < 2:
@@ -536,7 +306,7 @@ class ClfDataModule(pl.LightningDataModule):
             labels = ds[self.label_field]
             if split == "test" and all(v == -1 for v in labels):
                 continue  # unlabelled test set
-            problems.extend(self._label_problems(split, labels))
+            problems.extend(label_problems(split, labels, self.label_field, self.num_labels))
             for field in self.text_fields:
                 texts = ds[field]
                 bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
@@ -546,35 +316,6 @@ class ClfDataModule(pl.LightningDataModule):
                     )
         if problems:
             raise DataError(problems)
-
-    def _expected_ids(self) -> str:
-        if self.num_labels == 0:
-            return "an integer class id (no class found in the data: set label_names or num_labels)"
-        return f"an integer in 0..{self.num_labels - 1}"
-
-    def _label_problems(self, split: str, labels: list[Any]) -> list[str]:
-        for i, value in enumerate(labels):
-            if value is None:
-                return [
-                    f"split {split!r}, row {i}: label field {self.label_field!r} is missing (None); "
-                    f"expected {self._expected_ids()}"
-                ]
-            if isinstance(value, bool) or not isinstance(value, int):
-                mixed = (
-                    "; the column mixes class ids and names, expected one kind throughout (all ids, or all names)"
-                    if isinstance(value, str)  # string columns were mapped to ids: this one also holds numbers
-                    else ""
-                )
-                return [
-                    f"split {split!r}, row {i}: label {value!r} ({type(value).__name__}) in {self.label_field!r}; "
-                    f"expected {self._expected_ids()}{mixed}"
-                ]
-            if not 0 <= value < self.num_labels:
-                return [
-                    f"split {split!r}, row {i}: label {value} in {self.label_field!r} is outside "
-                    f"0..{self.num_labels - 1} (num_labels={self.num_labels})"
-                ]
-        return []
 
     # ------------------------------------------------------------------ transfer set
     def _note(self, message: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import datasets
 from datasets import ClassLabel, DatasetDict, Value
 
-from helper.hub import require_hub
+from common.errors import ProblemsError
+from common.hub import require_hub
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
@@ -41,13 +42,11 @@ LIST_FEATURES = (list, *(getattr(datasets, n) for n in ("Sequence", "List", "Lar
 DataSource = DatasetDict | str | Path | Mapping[str, str]
 
 
-class DataError(ValueError):
+class DataError(ProblemsError):
     """Bad input data: every problem found, listed in one message."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        msg = self.problems[0] if len(self.problems) == 1 else "\n".join(f"- {p}" for p in self.problems)
-        super().__init__(msg if len(self.problems) == 1 else f"{len(self.problems)} problems in the data:\n{msg}")
+    headline = "{n} problems in the data"
+    bare_single = True
 
 
 def _builder_for(path: Path) -> tuple[str, dict]:

@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import ProblemsError
+from common.hub import hub_offline_reason
 from helper.bench.data import eval_order, pre_batch
 from helper.bench.flags import add_data_arguments, data_options, parse_quietly
 from helper.bench.models import TOKENIZER_FILES, model_input_names, weights_size_mb
@@ -61,7 +63,6 @@ from helper.bench.runtime import (
     run_session,
 )
 from helper.checkpoint import atomic_replace
-from helper.hub import hub_offline_reason
 from helper.model_card import CardInfo, hub_base_model, read_card_info, write_model_card
 
 FP32_FILE, INT8_FILE = "model.onnx", "model_int8.onnx"
@@ -79,13 +80,10 @@ QUANTIZE_METHODS = {
 OPSET = 18
 
 
-class ExportError(ValueError):
+class ExportError(ProblemsError):
     """Bad export input (model folder, output folder, settings, data): every problem found, in one message."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        listed = "\n".join(f"- {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) found before exporting; nothing was written:\n{listed}")
+    headline = "{n} problem(s) found before exporting; nothing was written"
 
 
 class ExportRefused(RuntimeError):  # noqa: N818 (a refusal, not a crash)
@@ -237,9 +235,9 @@ def load_batches(
     it with ``tokenizer`` and pad it into batches; with ``calibration_samples``, also that many shuffled training
     examples (never the validation ones) as batch-1 calibration inputs. Returns the batches (None on problems) and
     the problems."""
+    from common.hub import HubUnavailableError
     from data.data_module import ClfDataModule
     from data.sources import DataError, load_source
-    from helper.hub import HubUnavailableError
 
     shown = str(dataset) if isinstance(dataset, (str, Path)) else type(dataset).__name__
     try:
@@ -312,7 +310,7 @@ def check_model_folder(model_dir: str | Path) -> tuple[str | None, list[str]]:
     """
     from transformers import AutoConfig
 
-    from helper.hub import HubUnavailableError
+    from common.hub import HubUnavailableError
     from helper.models import resolve_model_path
 
     where = f"model={str(model_dir)!r}"
@@ -623,11 +621,11 @@ def export_model(
 def push_folder(folder: str | Path, repo_id: str) -> str:
     """Upload a model folder to the Hub repository ``repo_id`` (created if needed); returns its URL.
 
-    Fails fast with :class:`helper.hub.HubUnavailableError` when the Hub cannot be reached.
+    Fails fast with :class:`common.hub.HubUnavailableError` when the Hub cannot be reached.
     """
     from huggingface_hub import HfApi
 
-    from helper.hub import require_hub
+    from common.hub import require_hub
 
     require_hub("repository", repo_id, "Upload the folder later with huggingface_hub.upload_folder.")
     api = HfApi()

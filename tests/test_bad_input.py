@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassificatio
 from helper.cli import run
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
 from helper.finetuner import ClfFinetune
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 SCRIPTS = {"ms": (BaseDistiller, "distillation_ms.yaml"), "ts1": (InterDistiller, "distillation_ts_1st.yaml")}
 SCRIPTS["ts2"] = (PredDistiller, "distillation_ts_2nd.yaml")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helper.models import student_from_layers
-from tests.conftest import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, tiny_bert
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
 

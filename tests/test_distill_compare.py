@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks import distill_compare as compare
-from tests.conftest import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, tiny_bert
 
 
 @pytest.fixture

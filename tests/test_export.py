@@ -24,7 +24,7 @@ from helper.export import (
     main,
 )
 from helper.model_card import read_card_info
-from tests.conftest import make_batch, tiny_bert
+from tests.tiny import make_batch, tiny_bert
 
 DEMO = {"dataset": "demo", "max_samples": 48, "batch_size": 16, "threads": 1}
 
@@ -288,7 +288,7 @@ def test_minilm_student_on_sst2_int8_under_20_mb(tmp_path: Path) -> None:
     """End to end on real data: a 2-layer, 384-wide student cut from the packaged MiniLM (word embeddings 11.7 M of its
     15.6 M parameters) exports within 1e-4 of PyTorch, and its int8 file (embedding Gather included) is <= 20 MB."""
     from helper.models import load_classifier, load_tokenizer, student_from_layers
-    from tests.conftest import shared_data
+    from tests.tiny import shared_data
 
     data = shared_data("sst2")
     teacher = load_classifier("minilm", num_labels=2, id2label={0: "negative", 1: "positive"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import pipeline
 
-from tests.conftest import REPO_ROOT, shared_data
+from tests.tiny import REPO_ROOT, shared_data
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
 

@@ -21,7 +21,7 @@ from benchmarks.throughput_arms import INTER, tracked_ratios
 from benchmarks.throughput_report import Row, amortised_row, amortised_speed
 from helper.distiller import BaseDistiller
 from tests.adaptors.helpers import make_batch
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 MIX = [*INTER, "LogitKD"]
 CPU = Settings(torch.device("cpu"))

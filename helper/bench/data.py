@@ -15,9 +15,9 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import PreTrainedTokenizerBase
 
+from common.hub import HubUnavailableError
 from data.data_module import MODEL_INPUTS, ClfDataModule
 from data.sources import DataError, DataSource, detect_label_field, load_source
-from helper.hub import HubUnavailableError
 
 
 @dataclass

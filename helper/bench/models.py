@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedTokenizerBase
 
+from common.hub import HubUnavailableError
 from data.data_module import MODEL_INPUTS
 from helper.bench.runtime import (
     onnx_missing_message,
@@ -31,7 +32,6 @@ from helper.bench.runtime import (
     ort_session,
     session_inputs,
 )
-from helper.hub import HubUnavailableError
 from helper.models import load_tokenizer, resolve_model_path
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from common.errors import ProblemsError
 
-class BenchmarkError(ValueError):
+
+class BenchmarkError(ProblemsError):
     """Bad benchmark input (settings, data or models): every problem found, listed in one message."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        listed = "\n".join(f"- {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) found before benchmarking; nothing was timed:\n{listed}")
+    headline = "{n} problem(s) found before benchmarking; nothing was timed"
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> list[str]:

@@ -23,6 +23,7 @@ import optuna
 import pytorch_lightning as pl
 import yaml
 
+from common.errors import ProblemsError
 from helper.cli import REPO_ROOT, run
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
 from helper.finetuner import ClfFinetune
@@ -80,17 +81,10 @@ RESERVED_SEARCH_KEYS = (
 )
 
 
-class HpoConfigError(ValueError):
-    """An invalid HPO configuration; ``problems`` lists every problem found.
+class HpoConfigError(ProblemsError):
+    """An invalid HPO configuration; ``problems`` lists every problem found."""
 
-    Args:
-        problems: One message per problem.
-    """
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid HPO configuration ({len(self.problems)} problem(s)):\n{lines}")
+    headline = "invalid HPO configuration ({n} problem(s))"
 
 
 @dataclass

@@ -10,7 +10,7 @@ from torch import Tensor
 from transformers import BertForSequenceClassification
 
 from adaptors import ModelDims, Taps
-from tests.conftest import make_batch, pad_batch, tiny_bert  # noqa: F401 (re-exported for the adaptor tests)
+from tests.tiny import make_batch, pad_batch, tiny_bert  # noqa: F401 (re-exported for the adaptor tests)
 
 #: Layer mapping used throughout: teacher layers 1 and 3 (0-based) -> student layers 0 and 1.
 TEACHER_LAYERS = [1, 3]

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, BertToken
 
 from data.augment import augment_with_teacher, neighbour_table, replace_words, teacher_labels
 from data.data_module import ClfDataModule, row_digests
-from tests.conftest import shared_data, tiny_bert
+from tests.tiny import shared_data, tiny_bert
 
 FAKE_WORDS = ["good", "great", "fine", "nice", "bad", "awful", "film", "movie", "cat", "dog", "the", "café"]
 FAKE_SPECIAL = "xspecial"  # an alphabetic special token: must never be offered as a neighbour

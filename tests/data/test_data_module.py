@@ -21,7 +21,7 @@ from data.data_module import (
     teacher_logits,
 )
 from data.sources import DataError
-from tests.conftest import shared_data, tiny_bert
+from tests.tiny import shared_data, tiny_bert
 
 EMOTIONS = ["anger", "joy", "optimism", "sadness"]
 

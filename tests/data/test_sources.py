@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
 
+from common.hub import HubUnavailableError
 from data.sources import (
     DEMO_DIR,
     DataError,
@@ -18,8 +19,7 @@ from data.sources import (
     detect_text_fields,
     load_source,
 )
-from helper.hub import HubUnavailableError
-from tests.conftest import shared_data
+from tests.tiny import shared_data
 
 ROWS = [
     {"sentence": "a wonderful film", "label": 1},

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 
 from data.teacher_store import label_rows, merge_into_store, model_fingerprint, row_digests, store_path
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 TIMEOUT_S = 120
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ import data.sources
 from data.augment import Augment
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
 from data.sources import DataError
-from tests.conftest import shared_data, tiny_bert
+from tests.tiny import shared_data, tiny_bert
 
 POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart"]
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat"]

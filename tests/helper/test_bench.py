@@ -28,7 +28,7 @@ from helper.bench import (
     run_benchmark,
     time_rounds,
 )
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 FAST = {"latency_runs": 3, "warmup": 1, "batch_size": 16, "max_samples": 64, "threads": 1, "rounds": 2}
 CLASSES3 = ["anger", "joy", "calm"]

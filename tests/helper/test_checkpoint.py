@@ -20,7 +20,7 @@ import helper.checkpoint as ckpt_mod
 from data.data_module import ClfDataModule
 from helper.checkpoint import TRAINER_STATE, WEIGHTS, HgCkptIO, HgExport
 from helper.finetuner import ClfFinetune
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 LABELS = ["negative", "positive"]
 

@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from helper.cli import DistillerCLI, run, wandb_has_credentials
 from helper.distiller import BaseDistiller
 from helper.finetuner import ClfFinetune
-from tests.conftest import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, tiny_bert
 
 POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart", "a joy"]
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat", "a chore"]

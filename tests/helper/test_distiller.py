@@ -17,7 +17,7 @@ from data.data_module import ClfDataModule
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student
 from helper.finetuner import HgCkptIO
 from tests.adaptors.helpers import dims, run_model
-from tests.conftest import pad_batch, tiny_bert
+from tests.tiny import pad_batch, tiny_bert
 
 INTER = [
     "AttnMiniLM",

@@ -10,7 +10,7 @@ from pytorch_lightning import Trainer
 
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
 from helper.distiller import BaseDistiller
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 UNLABELED = [f"an unseen review number {i} of a film" for i in range(12)]
 

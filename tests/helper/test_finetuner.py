@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokeniz
 from data.data_module import ClfDataModule
 from helper.finetuner import ClfFinetune
 from helper.training import flatten_metrics
-from tests.conftest import shared_data, tiny_bert
+from tests.tiny import shared_data, tiny_bert
 
 EMOTIONS = ["anger", "joy", "optimism", "sadness"]
 PEAK = 1e-3

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from helper import hpo
 from helper.cli import run
 from helper.distiller import BaseDistiller
-from tests.conftest import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, tiny_bert
 
 BASE = REPO_ROOT / "configs" / "distillation_ms.yaml"
 

@@ -15,7 +15,7 @@ from helper.models import (
     student_from_config,
     student_from_layers,
 )
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 
 def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -33,7 +33,7 @@ from helper.taps import (
     UnsupportedArchitectureError,
     _first_tensor,
 )
-from tests.conftest import tiny_bert
+from tests.tiny import tiny_bert
 
 LAYERS, HIDDEN, HEADS = 3, 32, 4
 SMALL = {"hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": 64}

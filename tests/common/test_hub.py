@@ -1,4 +1,4 @@
-"""Tests for helper.hub: offline detection and fast, explicit failure for Hub names without a network."""
+"""Tests for common.hub: offline detection and fast, explicit failure for Hub names without a network."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from common.hub import HubUnavailableError, hub_offline_reason, require_hub
 from data.data_module import ClfDataModule
 from data.sources import load_source
-from helper.hub import HubUnavailableError, hub_offline_reason, require_hub
 from helper.models import resolve_model_path
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")

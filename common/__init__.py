@@ -1,0 +1,1 @@
+"""Pieces every package may use: the lowest layer of the project (it imports no other package of it)."""

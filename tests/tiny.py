@@ -1,0 +1,66 @@
+"""Test helpers, imported by the tests as a library: tiny random BERT models, batches, and the shared data sets.
+
+Fixtures live in ``conftest.py`` (pytest finds them); the builders live here, once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+def tiny_bert(
+    layers: int = 4, hidden: int = 64, heads: int = 4, num_labels: int = 2, seed: int = 0, vocab_size: int = 30522
+) -> BertForSequenceClassification:
+    """A small random BERT classifier (BERT-uncased vocabulary size so the MiniLM tokenizer fits it)."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def make_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A right-padded batch of random token ids (1000..1999) with the given lengths ([CLS] ... [SEP]), labels 0."""
+    g = torch.Generator().manual_seed(seed)
+    t = max(lengths)
+    input_ids = torch.zeros(len(lengths), t, dtype=torch.long)
+    attention_mask = torch.zeros(len(lengths), t, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        input_ids[i, :n] = torch.randint(1000, 2000, (n,), generator=g)
+        input_ids[i, 0] = 101
+        input_ids[i, n - 1] = 102
+        attention_mask[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.zeros(len(lengths)).long()}
+
+
+def pad_batch(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """The same examples with ``extra`` more padding columns on every per-token tensor (pad id, mask, segment 0)."""
+    return {k: v if v.ndim == 1 else torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
+
+
+def shared_data(name: str) -> Path:
+    """Path of a data set under ``../shared/data``.
+
+    Outside CI a missing folder skips the test; with ``CI=true`` (CI always places ``../shared`` beside the checkout)
+    it fails, so an end-to-end test can never pass in CI by skipping.
+    """
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{path} not found: CI must place ../shared beside the checkout")
+        pytest.skip(f"{path} not found (CI places ../shared beside the checkout)")
+    return path
