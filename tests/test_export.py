@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-import helper.export as export_mod
+import helper.export.convert as convert
 from helper.bench.runtime import ort_session, run_session
 from helper.export import (
     FP32_FILE,
@@ -210,8 +210,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("export started despite bad input")
 
-    monkeypatch.setattr(export_mod, "export_onnx", forbidden)
-    monkeypatch.setattr(export_mod, "quantize_int8", forbidden)
+    for name in ("export_onnx", "quantize_int8", "quantize_static_int8"):
+        monkeypatch.setattr(convert, name, forbidden)
 
 
 @pytest.mark.usefixtures("no_work")
@@ -305,3 +305,15 @@ def test_minilm_student_on_sst2_int8_under_20_mb(tmp_path: Path) -> None:
     assert report["fp32"]["max_abs_diff"] <= 1e-4 and report["examples"] == 200
     assert report["pytorch_size_mb"] == pytest.approx(62.5, abs=0.5)
     assert report["int8"]["size_mb"] <= 20.0 and (out / INT8_FILE).stat().st_size <= 20e6
+
+
+def test_calibration_never_uses_a_verification_example(tokenizer: object) -> None:
+    from helper.export import ExportOptions, load_batches
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    batches, problems = load_batches(tokenizer, names, ExportOptions(dataset="demo"), calibration_samples=10_000)
+    assert problems == [] and batches is not None
+    verified = {tuple(x["input_ids"][0]) for x in batches.singles}
+    calibration = [tuple(x["input_ids"][0]) for x in batches.calibration]
+    assert calibration and not verified & set(calibration)
+    assert len(calibration) == len(set(calibration)) or len(calibration) < 10_000  # each training row at most once
