@@ -31,8 +31,8 @@ from helper.taps import (
     TAP_NAMES,
     ModelTaps,
     UnsupportedArchitectureError,
-    _first_tensor,
 )
+from helper.taps.layouts import first_tensor
 from tests.tiny import tiny_bert
 
 LAYERS, HIDDEN, HEADS = 3, 32, 4
@@ -310,8 +310,8 @@ def test_pop_reports_an_incomplete_record(tiny_batch: dict[str, torch.Tensor]) -
 
 def test_first_tensor_handles_tensor_and_tuple_layer_outputs() -> None:
     x = torch.zeros(2)
-    assert _first_tensor(x) is x
-    assert _first_tensor((x, None)) is x
+    assert first_tensor(x) is x
+    assert first_tensor((x, None)) is x
 
 
 # ------------------------------------------------------------------------------------------------------------ autograd
