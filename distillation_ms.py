@@ -1,7 +1,6 @@
 """Mix-step distillation: ``python distillation_ms.py [--config configs/distillation_ms.yaml] [--model.alpha 0.3]``."""
 
-from helper.cli import run
-from helper.distiller import BaseDistiller
+from helper.cli import run_script
 
 if __name__ == "__main__":
-    run(BaseDistiller, "distillation_ms.yaml", tokenizer_from="model.teacher")
+    run_script("distillation_ms")

@@ -1,7 +1,6 @@
 """Two-step distillation, step 2 (prediction layer): ``python distillation_ts_2nd.py [--config ...]``."""
 
-from helper.cli import run
-from helper.distiller import PredDistiller
+from helper.cli import run_script
 
 if __name__ == "__main__":
-    run(PredDistiller, "distillation_ts_2nd.yaml", tokenizer_from="model.teacher")
+    run_script("distillation_ts_2nd")

@@ -1,7 +1,6 @@
 """Fine-tune a teacher classifier: ``python finetune.py [--config configs/finetune.yaml] [--model.lr 1e-4 ...]``."""
 
-from helper.cli import run
-from helper.finetuner import ClfFinetune
+from helper.cli import run_script
 
 if __name__ == "__main__":
-    run(ClfFinetune, "finetune.yaml")
+    run_script("finetune")

@@ -1,8 +1,10 @@
 """The command-line layer: LightningCLI with the project's defaults, links and output handling.
 
-Every script is ``run(ModuleClass, "configs/<name>.yaml")``: the YAML (``model:``, ``data:``, ``trainer:``) fully
-describes the run, any key can be overridden on the command line (``--model.lr 1e-4``), ``--config`` picks another
-YAML, and the resolved configuration is saved next to the run's logs.
+Every training script is ``run_script("<name>")``: :data:`SCRIPTS`, the one table of scripts, names its
+LightningModule, its default YAML under ``configs/`` and the model argument the tokenizer follows, and :func:`run`
+does the rest. The YAML (``model:``, ``data:``, ``trainer:``) fully describes the run, any key can be overridden on
+the command line (``--model.lr 1e-4``), ``--config`` picks another YAML, and the resolved configuration is saved
+next to the run's logs.
 
 After fitting, when the data has a labelled test split (``data.test_split``), the best checkpoint is evaluated on it
 (``test_acc``, ``test_f1``, and for distillers the teacher's ``teacher_test_*``), logged, and printed in a final
@@ -15,6 +17,7 @@ import netrc
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,50 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from data.data_module import ClfDataModule
+from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
+from helper.finetuner import ClfFinetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Validation metrics shown in the final summary (when logged).
 SUMMARY_VAL_KEYS = ("val_acc", "val_f1", "teacher_val_acc", "teacher_val_f1")
+
+
+@dataclass(frozen=True)
+class Script:
+    """A training script (``<name>.py`` at the top level).
+
+    Attributes:
+        module: The LightningModule it trains.
+        config: Its default YAML under ``configs/``.
+        tokenizer_from: The model argument whose value is the tokenizer source (linked to ``data.tokenizer``).
+    """
+
+    module: type[pl.LightningModule]
+    config: str
+    tokenizer_from: str
+
+
+#: Script name (the file stem of the top-level script) -> what it runs. The config test and ``hpo.py`` read it.
+SCRIPTS: dict[str, Script] = {
+    "finetune": Script(ClfFinetune, "finetune.yaml", "model.model"),
+    "distillation_ms": Script(BaseDistiller, "distillation_ms.yaml", "model.teacher"),
+    "distillation_ts_1st": Script(InterDistiller, "distillation_ts_1st.yaml", "model.teacher"),
+    "distillation_ts_2nd": Script(PredDistiller, "distillation_ts_2nd.yaml", "model.teacher"),
+}
+#: Config-name prefixes of the other YAMLs of a script (its dataset variants and recipes), besides its own name.
+CONFIG_PREFIXES = {"distillation_": "distillation_ms"}  # the mix-step recipes: distillation_sst2.yaml, ...
+
+
+def script_of_config(config: str | Path) -> str | None:
+    """The script a YAML under ``configs/`` belongs to, by the longest matching file-name prefix (None: no script).
+
+    ``finetune_sst2.yaml`` belongs to ``finetune``, ``distillation_ts_1st.yaml`` to ``distillation_ts_1st``, and the
+    other ``distillation_*.yaml`` (the mix-step recipes) to ``distillation_ms``.
+    """
+    stem = Path(config).stem
+    prefixes = {**{name: name for name in SCRIPTS}, **CONFIG_PREFIXES}
+    matches = [prefix for prefix in prefixes if stem.startswith(prefix)]
+    return prefixes[max(matches, key=len)] if matches else None
 
 
 def wandb_has_credentials() -> bool:
@@ -114,6 +157,12 @@ def run(
     if cli.trainer.is_global_zero:
         print(final_summary(cli.trainer, validation, test_metrics, test_note), flush=True)
     return cli
+
+
+def run_script(name: str, args: Sequence[str] | None = None) -> DistillerCLI:
+    """Run the script ``name`` of :data:`SCRIPTS` (what ``python <name>.py`` does); see :func:`run`."""
+    script = SCRIPTS[name]
+    return run(script.module, script.config, tokenizer_from=script.tokenizer_from, args=args)
 
 
 def labelled_test_split(dm: ClfDataModule) -> str | None:

@@ -1,50 +1,59 @@
-"""Every YAML in configs/ parses against the script it belongs to; mistyped keys are refused."""
+"""Every YAML in configs/ parses against the script it belongs to (from the one table, ``helper.cli.SCRIPTS``); every
+top-level training script runs its table entry; mistyped keys are refused."""
 
 from __future__ import annotations
 
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
 
-from helper.cli import run
-from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
+import helper.cli
+from helper.cli import SCRIPTS, run, script_of_config
 from helper.finetuner import ClfFinetune
+from tests.tiny import REPO_ROOT
 
 # hpo_*.yaml are search definitions for hpo.py, checked by tests/helper/test_hpo.py
-CONFIGS = sorted(
-    c for c in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml") if not c.name.startswith("hpo_")
-)
+CONFIGS = sorted(c for c in (REPO_ROOT / "configs").glob("*.yaml") if not c.name.startswith("hpo_"))
 
 
-def script_for(config: Path) -> tuple[type, str]:
-    """The module class and tokenizer link of the script a config belongs to (by file-name prefix)."""
-    name = config.stem
-    if name.startswith("finetune"):
-        return ClfFinetune, "model.model"
-    if name.startswith("distillation_ts_1st"):
-        return InterDistiller, "model.teacher"
-    if name.startswith("distillation_ts_2nd"):
-        return PredDistiller, "model.teacher"
-    if name.startswith("distillation_"):  # distillation_ms.yaml and the mix-step recipes (distillation_sst2.yaml, ...)
-        return BaseDistiller, "model.teacher"
-    raise AssertionError(
-        f"{config.name}: no script prefix (finetune*, distillation_ts_1st*, distillation_ts_2nd*, "
-        "distillation_* for distillation_ms.py)"
-    )
+def _print_config(script: str, config: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``--print_config`` of ``script`` with ``config``; returns what it printed."""
+    entry = SCRIPTS[script]
+    with pytest.raises(SystemExit) as done:
+        run(
+            entry.module,
+            entry.config,
+            tokenizer_from=entry.tokenizer_from,
+            args=["--config", str(config), "--print_config"],
+        )
+    assert done.value.code in (0, None)
+    return capsys.readouterr().out
 
 
-def test_there_are_configs_for_every_script():
-    stems = {c.stem for c in CONFIGS}
-    assert {"finetune", "distillation_ms", "distillation_ts_1st", "distillation_ts_2nd"} <= stems
+def test_every_config_belongs_to_a_script():
+    orphans = [c.name for c in CONFIGS if script_of_config(c) is None]
+    assert not orphans, f"no script in helper.cli.SCRIPTS for {orphans}; name a config after its script"
+    assert {script_of_config(c) for c in CONFIGS} == set(SCRIPTS)  # and every script has a config
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_runs_its_table_entry(script: str, monkeypatch: pytest.MonkeyPatch):
+    """``python <script>.py`` runs the table's module with its default YAML (under ``configs/``) and tokenizer link."""
+    entry = SCRIPTS[script]
+    assert (REPO_ROOT / "configs" / entry.config).is_file()
+    assert script_of_config(entry.config) == script
+    calls = []
+    monkeypatch.setattr(helper.cli, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(sys, "argv", [f"{script}.py"])
+    runpy.run_path(str(REPO_ROOT / f"{script}.py"), run_name="__main__")
+    assert calls == [((entry.module, entry.config), {"tokenizer_from": entry.tokenizer_from, "args": None})]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_config_parses(config, capsys):
-    model_class, tokenizer_from = script_for(config)
-    with pytest.raises(SystemExit) as done:
-        run(model_class, config.name, tokenizer_from=tokenizer_from, args=["--config", str(config), "--print_config"])
-    assert done.value.code in (0, None)
-    printed = capsys.readouterr().out
+def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]):
+    printed = _print_config(script_of_config(config), config, capsys)
     assert "model:" in printed and "data:" in printed and "trainer:" in printed
 
 

@@ -24,19 +24,14 @@ import pytorch_lightning as pl
 import yaml
 
 from common.errors import ProblemsError
-from helper.cli import REPO_ROOT, run
-from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
-from helper.finetuner import ClfFinetune
+from helper.cli import REPO_ROOT, run, script_of_config
+from helper.cli import SCRIPTS as CLI_SCRIPTS
 from helper.hpo.keys import KeyPathError, locate, set_key
 from helper.hpo.space import Param, is_number, parse_param
 
-#: Script name -> (LightningModule, the model argument the tokenizer follows). Matched as a prefix of the base
-#: config's file name, longest first (the convention of ``tests/test_configs.py``).
+#: Script name -> (LightningModule, the model argument the tokenizer follows), from :data:`helper.cli.SCRIPTS`.
 SCRIPTS: dict[str, tuple[type[pl.LightningModule], str]] = {
-    "distillation_ms": (BaseDistiller, "model.teacher"),
-    "distillation_ts_1st": (InterDistiller, "model.teacher"),
-    "distillation_ts_2nd": (PredDistiller, "model.teacher"),
-    "finetune": (ClfFinetune, "model.model"),
+    name: (script.module, script.tokenizer_from) for name, script in CLI_SCRIPTS.items()
 }
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -131,10 +126,7 @@ class HpoSpec:
 
 
 def _script_for(base_config: Path) -> str | None:
-    for name in sorted(SCRIPTS, key=len, reverse=True):
-        if base_config.stem.startswith(name):
-            return name
-    return None
+    return script_of_config(base_config)
 
 
 def _known_metrics(script: str, resolved: dict[str, Any] | None) -> list[str]:
