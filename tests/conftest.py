@@ -6,13 +6,15 @@ Logic tests use tiny random models (no downloads); end-to-end tests use the pack
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import BertForSequenceClassification
 
-from tests.tiny import make_batch, tiny_bert
+from tests.tiny import CACHE_VARIABLES, make_batch, tiny_bert
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -20,9 +22,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep cached teacher logits of the tests out of the user's cache folder."""
-    os.environ["DISTILLER_CACHE"] = str(tmp_path_factory.mktemp("distiller-cache"))
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep what the tests cache (teacher logits, prepared CSV/JSON data sets, wandb files) out of the user's cache
+    folders: each variable of :data:`CACHE_VARIABLES` points into the session's temporary folder."""
+    import datasets
+
+    patch = pytest.MonkeyPatch()
+    for name in CACHE_VARIABLES:
+        patch.setenv(name, str(tmp_path_factory.mktemp(name.lower())))
+    # datasets reads HF_DATASETS_CACHE once, at import; its builders read this attribute at every load
+    patch.setattr(datasets.config, "HF_DATASETS_CACHE", Path(os.environ["HF_DATASETS_CACHE"]))
+    yield
+    patch.undo()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ with the same student as 1 process with the same global batch; so does fine-tuni
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helper.models import student_from_layers
-from tests.tiny import REPO_ROOT, tiny_bert
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+from tests.tiny import REPO_ROOT, subprocess_env, tiny_bert
 
 
 def launch(script: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -28,7 +25,7 @@ def launch(script: str, workdir: Path, *args: str) -> subprocess.CompletedProces
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
     ]
-    return subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=workdir, env=subprocess_env(), capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture

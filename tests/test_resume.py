@@ -15,9 +15,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from tests.tiny import REPO_ROOT, tiny_bert
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+from tests.tiny import REPO_ROOT, subprocess_env, tiny_bert
 
 
 class KillAtStep(pl.Callback):
@@ -60,7 +58,7 @@ def distil(workdir: Path, *extra: str, callbacks: tuple[str, ...] = ()) -> subpr
         "--trainer.enable_progress_bar=false",
         *extra,
     ]
-    return subprocess.run(args, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=600)
+    return subprocess.run(args, cwd=workdir, env=subprocess_env(), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture

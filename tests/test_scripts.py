@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,13 @@ from pathlib import Path
 import pytest
 from transformers import pipeline
 
-from tests.tiny import REPO_ROOT, shared_data
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+from tests.tiny import REPO_ROOT, shared_data, subprocess_env
 
 
 def script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run one of the top-level scripts in ``cwd`` and return the finished process."""
     cmd = [sys.executable, str(REPO_ROOT / name), *args]
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=900)
 
 
 def quick(out: Path, run: str) -> list[str]:

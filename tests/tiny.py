@@ -14,6 +14,9 @@ from transformers import BertConfig, BertForSequenceClassification
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
+#: Cache folders the tests' code writes to; ``conftest.py`` points each into the session's temporary folder, and
+#: :func:`subprocess_env` hands them on to subprocesses.
+CACHE_VARIABLES = ("DISTILLER_CACHE", "HF_DATASETS_CACHE", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
 
 
 def tiny_bert(
@@ -50,6 +53,17 @@ def make_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
 def pad_batch(batch: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
     """The same examples with ``extra`` more padding columns on every per-token tensor (pad id, mask, segment 0)."""
     return {k: v if v.ndim == 1 else torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess a test starts: this process's environment *as it is now* (so it carries the
+    session's cache folders from ``conftest.py`` and any variable a test set), offline, without wandb, plus ``extra``.
+
+    Build it at each call, never once at import: a copy taken at import misses the cache folders and writes to
+    ``~/.cache``.
+    """
+    offline = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, **offline, **extra}
 
 
 def shared_data(name: str) -> Path:
