@@ -18,11 +18,16 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
 from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names: public names of this module before)
     LabelNames,
+    label_count_problems,
     label_name_problems,
     label_problems,
-    normalise_labels,
+    missing_targets,
+    normalise_targets,
+    problem_type_problems,
     resolve_label_names,
     sorted_label_names,
+    target_feature,
+    to_targets,
 )
 from data.loading import LengthGroupedSampler, ResumableDataLoader
 from data.sources import (
@@ -32,6 +37,7 @@ from data.sources import (
     detect_label_field,
     detect_text_fields,
     load_source,
+    names_beside,
 )
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
@@ -97,6 +103,10 @@ class ClfDataModule(pl.LightningDataModule):
             must be a string: on the command line quote them, ``--data.label_names '["NOT", "OFF"]'`` (YAML reads
             an unquoted ``OFF`` as ``False``).
         num_labels: Number of classes (default: from ``label_names`` / ``ClassLabel``, else largest label + 1).
+        problem_type: ``single_label_classification``, ``multi_label_classification`` (a list of class ids or a
+            multi-hot vector per example; an empty list means none of the labels) or ``regression`` (one number per
+            example); default: detected from the label column (:func:`data.labels.normalise_targets`). Class names
+            also come from a ``label_names.json`` beside local data files.
         train_split: Name of the training split.
         val_split: Name of the validation split; created from train (seeded) when absent.
         test_split: Optional test split name (unlabelled test sets, e.g. GLUE's ``-1`` labels, are allowed).
@@ -137,6 +147,7 @@ class ClfDataModule(pl.LightningDataModule):
         label_field: str | None = None,
         label_names: LabelNames | None = None,
         num_labels: int | None = None,
+        problem_type: str | None = None,
         train_split: str = "train",
         val_split: str = "validation",
         test_split: str | None = None,
@@ -174,6 +185,7 @@ class ClfDataModule(pl.LightningDataModule):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 problems.append(f"{name}={value!r}: expected a positive integer")
         problems.extend(label_name_problems(label_names))
+        problems.extend(problem_type_problems(problem_type))
         if isinstance(augment, dict):  # given as a mapping by Python code
             unknown = sorted(set(augment) - set(Augment.__dataclass_fields__))
             if unknown:
@@ -215,8 +227,15 @@ class ClfDataModule(pl.LightningDataModule):
         self.text_fields = detect_text_fields(columns, text_fields)
         self.label_field = detect_label_field(columns, label_field)
         #: Label kind of every split as loaded (:func:`data.sources.label_kind`), e.g. for error reports and tests.
-        self.label_kinds = normalise_labels(self.raw, self.label_field, label_names)
-        self.label_names = resolve_label_names(self.raw, self.label_field, label_names, num_labels)
+        if label_names is None:
+            label_names = names_beside(dataset)
+        info = normalise_targets(self.raw, self.label_field, label_names, problem_type, num_labels)
+        self.label_kinds, self.problem_type = info.kinds, info.problem_type
+        for note in info.notes:
+            self._note(note)
+        self.label_names = resolve_label_names(
+            self.raw, self.label_field, label_names, num_labels, self.problem_type
+        )
         self._validate()
         rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
@@ -292,9 +311,7 @@ class ClfDataModule(pl.LightningDataModule):
         return out
 
     def _validate(self) -> None:
-        problems = []
-        if self.num_labels < 2:
-            problems.append(f"{self.label_field!r}: found {self.num_labels} class(es); expected at least 2")
+        problems = label_count_problems(self.num_labels, self.problem_type, self.label_field)
         for split, ds in self.raw.items():
             if len(ds) == 0:
                 problems.append(f"split {split!r} is empty; expected at least one example")
@@ -306,7 +323,7 @@ class ClfDataModule(pl.LightningDataModule):
             labels = ds[self.label_field]
             if split == "test" and all(v == -1 for v in labels):
                 continue  # unlabelled test set
-            problems.extend(label_problems(split, labels, self.label_field, self.num_labels))
+            problems.extend(label_problems(split, labels, self.label_field, self.num_labels, self.problem_type))
             for field in self.text_fields:
                 texts = ds[field]
                 bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
@@ -536,8 +553,11 @@ class ClfDataModule(pl.LightningDataModule):
 
     def _tokenize(self, ds: Dataset, name: str, transfer: bool = False) -> Dataset:
         """Tokenized rows with their ``labels`` (``-100`` for transfer rows, which have none)."""
-        if transfer:
-            ds = ds.add_column(self.label_field, [IGNORE_INDEX] * len(ds), feature=Value("int64"))
+        if transfer:  # no label: -100 class ids, NaN multi-label or regression targets
+            values, feature = missing_targets(len(ds), self.problem_type, self.num_labels)
+            ds = ds.add_column(self.label_field, values, feature=feature)
+        else:
+            ds = to_targets(ds, self.label_field, self.problem_type, self.num_labels)
         out = ds.map(
             tokenize_batch,
             batched=True,
@@ -550,8 +570,8 @@ class ClfDataModule(pl.LightningDataModule):
                 "max_length": self.max_length,
             },
         )
-        if out.features["labels"] != Value("int64"):
-            out = out.cast_column("labels", Value("int64"))
+        if out.features["labels"] != target_feature(self.problem_type, self.num_labels):
+            out = out.cast_column("labels", target_feature(self.problem_type, self.num_labels))
         keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
         return out.with_format("torch", columns=keep)
 
