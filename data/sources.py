@@ -7,6 +7,7 @@ local file (used as ``train``); or a Hugging Face Hub dataset name (with an opti
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -193,12 +194,49 @@ def detect_label_field(columns: Sequence[str], override: str | None = None) -> s
 
 
 def class_label_names(dataset: DatasetDict, label_field: str) -> list[str] | None:
-    """Label names from a ``ClassLabel`` feature of any split, if there is one."""
+    """Label names from a ``ClassLabel`` feature of any split (or a list of them, multi-label), if there is one."""
     for split in dataset.values():
         feature = split.features.get(label_field)
+        if isinstance(feature, LIST_FEATURES) and not isinstance(feature, list):
+            feature = feature.feature
         if isinstance(feature, ClassLabel):
             return list(feature.names)
     return None
+
+
+#: File of class names (a JSON list, in label order) read from beside the data files when no names are given.
+LABEL_NAMES_FILE = "label_names.json"
+
+
+def names_beside(source: DataSource) -> list[str] | None:
+    """Class names from a ``label_names.json`` beside a local data source (its folder, or its files' folder).
+
+    Args:
+        source: A data source (see :func:`load_source`); only local folders, files and split->file mappings have one.
+
+    Returns:
+        The names, or None when there is no such file.
+
+    Raises:
+        DataError: The file is not a JSON list of distinct strings.
+    """
+    if isinstance(source, Mapping):
+        paths = [Path(p).expanduser().parent for p in source.values()]
+    elif isinstance(source, (str, Path)) and str(source) != "demo":
+        path = Path(source).expanduser()
+        paths = [path] if path.is_dir() else [path.parent] if path.is_file() else []
+    else:
+        return None
+    found = next((p / LABEL_NAMES_FILE for p in paths if (p / LABEL_NAMES_FILE).is_file()), None)
+    if found is None:
+        return None
+    try:
+        names = json.loads(found.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DataError([f"{str(found)!r} is not valid JSON ({err}); expected a list of class names"]) from err
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise DataError([f"{str(found)!r} holds {names!r}; expected a JSON list of distinct class names, in id order"])
+    return names
 
 
 def label_kind(feature: object) -> str:

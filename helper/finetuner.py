@@ -15,7 +15,9 @@ __all__ = ["ClfFinetune", "HgCkptIO", "HgExport"]
 
 
 class ClfFinetune(ClfModule):
-    """Fine-tunes a sequence classifier with cross-entropy.
+    """Fine-tunes a sequence classifier on the hard labels: cross-entropy (single-label), binary cross-entropy with
+    logits (multi-label) or squared error (regression), as the data's ``problem_type`` says; the exported model's
+    config carries that ``problem_type``.
 
     Args:
         model: A ``PreTrainedModel`` classifier, or a Hub name / local folder / alias (``"minilm"``) to load; a base
@@ -46,6 +48,7 @@ class ClfFinetune(ClfModule):
             if dm is None:
                 raise ValueError(f"model={model!r} is a name, so dm is needed to size the classifier head; got dm=None")
             model = load_classifier(model, num_labels=dm.num_labels, id2label=dm.id2label)
+            self.check_label_count(model, "model", dm)
         elif dm is not None:
             self.check_label_count(model, "model", dm)
             model.config.id2label, model.config.label2id = dm.id2label, dm.label2id
@@ -60,16 +63,16 @@ class ClfFinetune(ClfModule):
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch)
-        return torch.nn.functional.cross_entropy(logits, batch["labels"]), logits
+        return self.hard_label_loss(logits, batch["labels"]), logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Cross-entropy on the hard labels."""
+        """The hard-label loss (:meth:`ClfModule.hard_label_loss`: CE, BCE-with-logits or MSE)."""
         loss, _ = self._step(batch)
         self.log_train_loss(loss, len(batch["labels"]))
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, None]:
-        """``<split>_loss`` (cross-entropy); the logits go to the metrics (:meth:`ClfModule.validation_step`)."""
+        """``<split>_loss`` (the hard-label loss); the logits go to the metrics (:meth:`ClfModule.validation_step`)."""
         loss, logits = self._step(batch)
         self.log(f"{split}_loss", loss, prog_bar=split == "val", sync_dist=True, batch_size=len(batch["labels"]))
         return logits, None

@@ -16,15 +16,63 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from transformers import PreTrainedModel
 
 from data.data_module import ClfDataModule
+from data.labels import IGNORE_INDEX, MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from helper.bench.metrics import metric_inputs, task_metrics
 from helper.checkpoint import hf_export_entry, tokenizer_files
-from helper.training import ResumableRandomState, adamw_with_warmup, classification_metrics, flatten_metrics, rng_states
+from helper.training import ResumableRandomState, adamw_with_warmup, flatten_metrics, rng_states
 
-__all__ = ["ClfModule"]
+__all__ = ["ClfModule", "effective_problem_type", "hard_label_loss", "labelled_rows"]
+
+
+def effective_problem_type(config: object) -> str:
+    """A model config's ``problem_type``, or what Hugging Face infers when it is unset: regression for one output,
+    single-label classification otherwise (``*ForSequenceClassification.forward`` decides so at its first loss)."""
+    given = getattr(config, "problem_type", None)
+    if given:
+        return given
+    return REGRESSION if getattr(config, "num_labels", 2) == 1 else SINGLE_LABEL
+
+
+def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the rows of a batch that have a label. Transfer rows have none: ``-100`` class ids
+    (single-label), NaN targets (multi-label: every entry; regression)."""
+    if labels.is_floating_point():
+        missing = labels.isnan()
+        return ~(missing.reshape(len(labels), -1).any(dim=-1))
+    return labels != IGNORE_INDEX
+
+
+def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str) -> torch.Tensor:
+    r"""The loss on the hard labels, averaged over the labelled rows (transfer rows left out; 0 when none is labelled).
+
+    * single-label: cross-entropy :math:`-\log \mathrm{softmax}(z)_y`;
+    * multi-label: binary cross-entropy with logits, :math:`-\frac{1}{C}\sum_c [y_c \log \sigma(z_c) +
+      (1 - y_c) \log(1 - \sigma(z_c))]`, each label an independent Bernoulli;
+    * regression: squared error :math:`(z - y)^2` of the one output.
+
+    These are the losses Hugging Face's ``*ForSequenceClassification`` computes for its ``problem_type``.
+
+    Args:
+        logits: ``(B, C)`` outputs (``C`` = 1 for regression).
+        labels: ``(B,)`` class ids, ``(B, C)`` multi-hot targets, or ``(B,)`` numbers.
+        problem_type: One of ``data.labels.PROBLEM_TYPES``.
+    """
+    mask = labelled_rows(labels)
+    count = mask.sum().clamp(min=1)
+    if problem_type == SINGLE_LABEL:
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum") / count
+    z, y = logits.float()[mask], labels.float()[mask]
+    if problem_type == MULTI_LABEL:
+        per_row = F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(dim=-1)
+    else:
+        per_row = (z.reshape(-1) - y.reshape(-1)) ** 2
+    return per_row.sum() / count
 
 
 class ClfModule(ResumableRandomState, pl.LightningModule):
@@ -47,12 +95,28 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
     # ------------------------------------------------------------------ construction
     @staticmethod
     def check_label_count(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
-        """Raise ``ValueError`` when ``model`` (called ``role`` in the message) has another label count than ``dm``."""
-        if dm is not None and model.config.num_labels != dm.num_labels:
-            raise ValueError(
+        """Raise ``ValueError`` when ``model`` (called ``role`` in the message) has another label count or another
+        ``problem_type`` than ``dm`` (every problem at once); a model whose ``config.problem_type`` is unset takes
+        the data's (Hugging Face infers it only at the first loss).
+        """
+        if dm is None:
+            return
+        problems = []
+        if model.config.num_labels != dm.num_labels:
+            problems.append(
                 f"{role} has num_labels={model.config.num_labels} but the data has {dm.num_labels} classes "
                 f"{dm.label_names}; expected the same label count"
             )
+        given = getattr(model.config, "problem_type", None)
+        if given and given != dm.problem_type:
+            problems.append(
+                f"{role} has problem_type={given!r} (config.problem_type) but the data is {dm.problem_type!r} "
+                f"(label field {dm.label_field!r}); expected the same problem type (a {given} model needs "
+                f"{given} data: --data.problem_type, --data.label_field)"
+            )
+        if problems:
+            raise ValueError(problems[0] if len(problems) == 1 else "\n".join(f"- {p}" for p in problems))
+        model.config.problem_type = dm.problem_type
 
     @staticmethod
     def label_names(model: PreTrainedModel, dm: ClfDataModule | None) -> list[str]:
@@ -61,13 +125,29 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
             return list(dm.label_names)
         return [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
 
+    @property
+    def problem_type(self) -> str:
+        """The task: the data's problem type, else the exported model's (``data.labels.PROBLEM_TYPES``)."""
+        if self.dm is not None:
+            return self.dm.problem_type
+        return effective_problem_type(getattr(self, self.export_attr).config)
+
+    def hard_label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:func:`hard_label_loss` for this module's task: CE, BCE-with-logits or MSE over the labelled rows."""
+        return hard_label_loss(logits, labels, self.problem_type)
+
     def init_metrics(self, label_names: Sequence[str], teacher: bool = False) -> None:
-        """Validation and test metrics (``val_*``, ``test_*``); with ``teacher``, the teacher's too (``teacher_val_*``
-        once, on the first validation after the sanity check, and ``teacher_test_*``)."""
-        self.val_metrics = classification_metrics(label_names, prefix="val_")
-        self.teacher_metrics = classification_metrics(label_names, prefix="teacher_val_") if teacher else None
-        self.test_metrics = classification_metrics(label_names, prefix="test_")
-        self.teacher_test_metrics = classification_metrics(label_names, prefix="teacher_test_") if teacher else None
+        """Validation and test metrics (``val_*``, ``test_*``) of the task (:func:`helper.bench.metrics.task_metrics`);
+        with ``teacher``, the teacher's too (``teacher_val_*`` once, on the first validation after the sanity check,
+        and ``teacher_test_*``)."""
+        kind = self.problem_type
+        self.val_metrics = task_metrics(kind, label_names, prefix="val_")
+        self.teacher_metrics = task_metrics(kind, label_names, prefix="teacher_val_") if teacher else None
+        self.test_metrics = task_metrics(kind, label_names, prefix="test_")
+        self.teacher_test_metrics = task_metrics(kind, label_names, prefix="teacher_test_") if teacher else None
+
+    def _update(self, metrics: MetricCollection, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        metrics.update(*metric_inputs(logits, labels, self.problem_type))
 
     # ------------------------------------------------------------------ what a subclass provides
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -96,9 +176,9 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Validation loss and metrics (accuracy, macro and per-class F1); the teacher's metrics once."""
         logits, t_logits = self._evaluate(batch, "val")
-        self.val_metrics.update(logits, batch["labels"])
+        self._update(self.val_metrics, logits, batch["labels"])
         if self._teacher_val_pending():
-            self.teacher_metrics.update(t_logits, batch["labels"])
+            self._update(self.teacher_metrics, t_logits, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         """Log and reset the validation metrics (the teacher's the first time)."""
@@ -110,9 +190,9 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """The validation step on the test split: ``test_loss``, ``test_*`` (and the teacher's ``teacher_test_*``)."""
         logits, t_logits = self._evaluate(batch, "test")
-        self.test_metrics.update(logits, batch["labels"])
+        self._update(self.test_metrics, logits, batch["labels"])
         if self.teacher_test_metrics is not None:
-            self.teacher_test_metrics.update(t_logits, batch["labels"])
+            self._update(self.teacher_test_metrics, t_logits, batch["labels"])
 
     def on_test_epoch_end(self) -> None:
         """Log and reset the test metrics (and the teacher's)."""
