@@ -39,6 +39,7 @@ from data.sources import (
     load_source,
     names_beside,
 )
+from data.teacher_outputs import TeacherOutputs, teacher_token_rows
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
     cache_root,
@@ -136,6 +137,12 @@ class ClfDataModule(pl.LightningDataModule):
         augment: Word-replacement copies of the labelled training rows as transfer rows (:class:`Augment`:
             ``copies``, ``p``, ``k``, ``min_words``, ``seed``); built with the teacher's word embeddings when a
             distiller attaches its teacher (:meth:`prepare_transfer`), labelled by the teacher like ``unlabeled``.
+        teacher_outputs: JSON Lines file(s) of precomputed teacher outputs (``label.py`` writes them), so that no
+            teacher model is needed (:mod:`data.teacher_outputs`: format, checks). An outputs column inside the data
+            (``teacher_logits`` / ``teacher_probs``) is read without this.
+        teacher_outputs_field: Name of the outputs field (default: ``teacher_logits`` or ``teacher_probs``).
+        teacher_outputs_kind: ``logits`` or ``probs`` for a field of another name (default ``logits``).
+        teacher_outputs_key: Join the files to the data by ``text`` (default) or by this id column.
     """
 
     def __init__(
@@ -168,6 +175,10 @@ class ClfDataModule(pl.LightningDataModule):
         max_unlabeled_samples: int | None = None,
         rest_as_unlabeled: bool = False,
         augment: Augment | None = None,
+        teacher_outputs: str | list[str] | None = None,
+        teacher_outputs_field: str | None = None,
+        teacher_outputs_kind: str | None = None,
+        teacher_outputs_key: str = "text",
     ) -> None:
         super().__init__()
         problems = []
@@ -237,6 +248,13 @@ class ClfDataModule(pl.LightningDataModule):
             self.raw, self.label_field, label_names, num_labels, self.problem_type
         )
         self._validate()
+        #: Precomputed teacher outputs (empty, ``active`` False, when the data carries none).
+        self.outputs = TeacherOutputs(
+            teacher_outputs, teacher_outputs_field, teacher_outputs_kind, teacher_outputs_key, self.num_labels
+        )
+        for split, rows in self.raw.items():
+            self.outputs.collect(rows, self.text_fields, f"split {split!r}")
+        self.teacher_tokenizer: PreTrainedTokenizerBase | None = None  # set when the student reads its own tokens
         rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
             shuffled = self.raw["train"].shuffle(seed=seed if sample_seed is None else sample_seed)
@@ -256,6 +274,12 @@ class ClfDataModule(pl.LightningDataModule):
             rest_as_unlabeled,
             max_train_samples,
         )
+        parts = {f"split {k!r}": v for k, v in self.raw.items()}
+        parts.update({f"transfer {k!r}": v for k, v in self.transfer.items()})
+        self.outputs.problems.extend(self.outputs.coverage_problems(parts, self.text_fields))
+        self.outputs.raise_problems()
+        if self.outputs.active:
+            self._note(self.outputs.describe())
         self.tokenized: DatasetDict | None = None
         self._tokenized_train: Dataset | None = None  # the labelled training rows, tokenized
         self._tokenized_transfer: dict[str, Dataset] = {}
@@ -455,6 +479,7 @@ class ClfDataModule(pl.LightningDataModule):
         labels = [c for c in columns if c == self.label_field or c in LABEL_FIELDS]
         if labels:
             self._note(f"unlabeled={name!r}: column(s) {labels} ignored: transfer rows are labelled by the teacher")
+        self.outputs.collect(rows, fields, f"unlabeled={name!r}")
         rows = rows.select_columns(fields)
         if fields != self.text_fields:
             rows = rows.rename_columns(dict(zip(fields, self.text_fields, strict=True)))
@@ -528,7 +553,8 @@ class ClfDataModule(pl.LightningDataModule):
         if self.augment is None or "augment" in self.transfer:
             return
         embeddings = teacher.get_input_embeddings().weight.detach().cpu()
-        copies = word_replacement_copies(self.raw["train"], self.text_fields, self.tokenizer, embeddings, self.augment)
+        tokenizer = self.teacher_tokenizer or self.tokenizer
+        copies = word_replacement_copies(self.raw["train"], self.text_fields, tokenizer, embeddings, self.augment)
         self.transfer["augment"] = Dataset.from_dict(copies, features=_text_features(self.text_fields))
         if self.tokenized is not None:
             self._tokenized_transfer["augment"] = self._tokenize(self.transfer["augment"], "augment", transfer=True)
@@ -572,7 +598,9 @@ class ClfDataModule(pl.LightningDataModule):
         )
         if out.features["labels"] != target_feature(self.problem_type, self.num_labels):
             out = out.cast_column("labels", target_feature(self.problem_type, self.num_labels))
-        keep = [c for c in (*MODEL_INPUTS, "labels") if c in out.column_names]
+        if self.outputs.active:  # precomputed teacher outputs ride along as the cached teacher logits
+            out = out.add_column(TEACHER_LOGITS, self.outputs.logits(ds, self.text_fields))
+        keep = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in out.column_names]
         return out.with_format("torch", columns=keep)
 
     def _compose_train(self) -> None:
@@ -581,7 +609,7 @@ class ClfDataModule(pl.LightningDataModule):
         if len(parts) == 1:
             self.tokenized["train"] = parts[0]
             return
-        columns = [c for c in (*MODEL_INPUTS, "labels") if c in parts[0].column_names]
+        columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in parts[0].column_names]
         merged = concatenate_datasets([p.with_format(None).select_columns(columns) for p in parts])
         self.tokenized["train"] = merged.with_format("torch", columns=columns)
 
@@ -613,11 +641,12 @@ class ClfDataModule(pl.LightningDataModule):
             return
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
+            tokenizer = self.teacher_tokenizer or self.tokenizer
             logits, stats = label_rows(
                 teacher,
-                base,
+                base if self.teacher_tokenizer is None else self._teacher_rows(split),
                 batch_size,
-                self.tokenizer.pad_token_id or 0,
+                tokenizer.pad_token_id or 0,
                 teacher_key,
                 device=device,
                 progress=progress,
@@ -629,6 +658,20 @@ class ClfDataModule(pl.LightningDataModule):
             columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in with_logits.column_names]
             self.tokenized[split] = with_logits.with_format("torch", columns=columns)
         self._teacher_key = teacher_key
+
+    def use_student_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Let the student read its own tokens: model inputs come from ``tokenizer`` (also saved with the student),
+        while the teacher labels the same texts in its own tokens (``teacher_tokenizer``) in :meth:`add_teacher_logits`.
+        """
+        if self.teacher_tokenizer is None and self.tokenizer_source is not None:
+            self.teacher_tokenizer = self.tokenizer
+        self._tokenizer, self.tokenized, self._teacher_key = tokenizer, None, None
+
+    def _teacher_rows(self, split: str) -> Dataset:
+        """The rows of a tokenized split in the teacher's tokens (train: labelled rows, then every transfer part)."""
+        parts = [self.raw["train"], *self.transfer.values()] if split == "train" else [self.raw[split]]
+        parts = [p.select_columns(self.text_fields) for p in parts]
+        return teacher_token_rows(parts, self.teacher_tokenizer, self.text_fields, self.max_length)
 
     def lengths(self, split: str) -> list[int]:
         """Token counts of a tokenized split."""
