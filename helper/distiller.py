@@ -14,28 +14,28 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from transformers import PreTrainedModel
 
 from adaptors import Adaptor, ModelDims, Taps, build_adaptors, resolve_layer_map
-from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule, check_tokenizers, model_inputs
+from data.data_module import TEACHER_LOGITS, ClfDataModule, model_inputs
 from helper.attention_maps import AttentionMaps, capture_attention, log_image, render
 from helper.checkpoint import HgCkptIO, HgExport
-from helper.models import load_classifier, load_tokenizer, position_problem, student_from_config, student_from_layers
-from helper.module import ClfModule
+from helper.models import load_classifier, position_problem, student_from_config, student_from_layers
+from helper.module import ClfModule, labelled_rows
 from helper.taps import ModelTaps
+from helper.teacher_source import VOCAB_KEYS, check_teacher_source, own_vocabulary, own_vocabulary_student
 from helper.training import check_hparams
 
 __all__ = ["BaseDistiller", "InterDistiller", "PredDistiller", "HgCkptIO", "HgExport", "make_student"]
 
-STUDENT_KEYS = {"from", "layers", "num_layers", "hidden_size", "num_heads", "intermediate_size"}
+STUDENT_KEYS = {"from", "layers", "num_layers", "hidden_size", "num_heads", "intermediate_size", *VOCAB_KEYS}
 AdaptorSpec = str | Sequence[Any] | dict[str, Any]
 
 
 def make_student(
-    spec: PreTrainedModel | str | dict[str, Any], teacher: PreTrainedModel, dm: ClfDataModule | None = None
+    spec: PreTrainedModel | str | dict[str, Any], teacher: PreTrainedModel | None, dm: ClfDataModule | None = None
 ) -> PreTrainedModel:
     """Build the student from a model, a name/path, or a recipe relative to the teacher.
 
@@ -44,8 +44,9 @@ def make_student(
             teacher's); ``{"layers": [0, 5]}`` to keep those teacher layers (embeddings and head copied);
             ``{"from": "minilm", "layers": [0, 5]}`` to cut the layers from another model (e.g. the raw pretrained
             encoder); or ``{"num_layers": 2, "hidden_size": 192, "num_heads": 6}`` for a random smaller model
-            with the teacher's vocabulary.
-        teacher: The teacher.
+            with the teacher's vocabulary; add ``vocab_size: 8000, tokenizer: train`` for a random student with its
+            own WordPiece vocabulary trained on the run's texts (:mod:`helper.teacher_source`).
+        teacher: The teacher (None when the data carries precomputed teacher outputs).
         dm: Data module, for label names.
 
     Raises:
@@ -53,8 +54,8 @@ def make_student(
     """
     if isinstance(spec, PreTrainedModel):
         return spec
-    num_labels = teacher.config.num_labels
-    id2label = dm.id2label if dm is not None else dict(teacher.config.id2label)
+    num_labels = teacher.config.num_labels if teacher is not None else dm.num_labels if dm is not None else None
+    id2label = dm.id2label if dm is not None else dict(teacher.config.id2label) if teacher is not None else None
     if isinstance(spec, str):
         return load_classifier(spec, num_labels=num_labels, id2label=id2label)
     if not isinstance(spec, dict):
@@ -62,9 +63,16 @@ def make_student(
     unknown = sorted(set(spec) - STUDENT_KEYS)
     if unknown:
         raise ValueError(f"student has unknown key(s) {unknown}; expected keys among {sorted(STUDENT_KEYS)}")
+    if own_vocabulary(spec):
+        return own_vocabulary_student(spec, dm, id2label or {i: f"LABEL_{i}" for i in range(num_labels or 2)})[0]
     base = teacher
     if "from" in spec:
         base = load_classifier(spec["from"], num_labels=num_labels, id2label=id2label)
+    if base is None:
+        raise ValueError(
+            f"student={spec!r} is made from the teacher, but there is no teacher model (model.teacher is null); "
+            "expected 'from' (a model to build it from), a saved student folder, or tokenizer: train"
+        )
     if "layers" in spec:
         extra = sorted(set(spec) - {"from", "layers"})
         if extra:
@@ -92,7 +100,8 @@ class BaseDistiller(ClfModule):
     makes the augmented copies and, with ``cache_teacher_outputs``, labels every row once through its logit store.
 
     Args:
-        teacher: A fine-tuned classifier, or its folder / Hub name.
+        teacher: A fine-tuned classifier, or its folder / Hub name; None when the data carries precomputed teacher
+            outputs (``--data.teacher_outputs``, :mod:`data.teacher_outputs`; logit adaptors only).
         student: See :func:`make_student`.
         adaptors: Adaptor names, ``(name, weight)`` pairs, dicts with options (``weight``, ``layers``,
             ``temperature``, ...), a ``{name: weight_or_options}`` mapping, or ``Adaptor`` instances.
@@ -118,7 +127,7 @@ class BaseDistiller(ClfModule):
 
     def __init__(
         self,
-        teacher: PreTrainedModel | str = "outputs/teacher",
+        teacher: PreTrainedModel | str | None = "outputs/teacher",
         student: PreTrainedModel | str | dict[str, Any] = {"layers": [0, 5]},  # noqa: B006 (read-only default)
         adaptors: AdaptorSpec = ("LogitKD",),
         dm: ClfDataModule | None = None,
@@ -146,14 +155,16 @@ class BaseDistiller(ClfModule):
         num_labels = dm.num_labels if dm is not None else None
         if isinstance(teacher, str):
             teacher = load_classifier(teacher, num_labels=num_labels, require_head=True)
-        self._check_labels(teacher, "teacher", dm)
+        if teacher is not None:
+            self._check_labels(teacher, "teacher", dm)
         student_model = make_student(student, teacher, dm)
         self._check_labels(student_model, "student", dm)
         if dm is not None:  # the exported student carries the data's class names
             student_model.config.id2label, student_model.config.label2id = dm.id2label, dm.label2id
         self._check_vocab(teacher, student_model, student, dm)
 
-        t_dims, s_dims = ModelDims.from_config(teacher.config), ModelDims.from_config(student_model.config)
+        s_dims = ModelDims.from_config(student_model.config)
+        t_dims = ModelDims.from_config(teacher.config) if teacher is not None else s_dims
         built = build_adaptors(adaptors, t_dims, s_dims, defaults={"temperature": temperature})
         wrong = [a.name for a in built if a.kind not in self.allowed_kinds]
         if wrong:
@@ -168,9 +179,11 @@ class BaseDistiller(ClfModule):
                 "teacher's outputs on those unlabelled rows; expected at least one adaptor (e.g. LogitKD), or no "
                 "transfer set (--data.unlabeled null --data.augment null --data.rest_as_unlabeled false)"
             )
+        check_teacher_source(teacher, student, dm, built, attention_maps, cache_teacher_outputs)
         self.layer_maps = [self._layer_map(a, t_dims, s_dims) for a in built]
         if attention_maps or any(a.needs & {"queries", "keys"} for a in built):
-            positions = [position_problem(m.config, r) for m, r in ((teacher, "teacher"), (student_model, "student"))]
+            models = ((teacher, "teacher"), (student_model, "student"))
+            positions = [position_problem(m.config, r) for m, r in models if m is not None]
             if any(positions):
                 raise ValueError("cannot distil attention:\n" + "\n".join(f"- {p}" for p in positions if p))
 
@@ -182,7 +195,7 @@ class BaseDistiller(ClfModule):
         # The frozen teacher stays in eval mode (no dropout; see train()). Lightning counts its submodules in the model
         # summary's "Modules in eval mode" line, by design, and warns about them at fit start: on_fit_start explains
         # and silences exactly that warning.
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.student = student_model.train()
         self.adaptors = nn.ModuleList(built)
         self.dm = dm
@@ -225,7 +238,12 @@ class BaseDistiller(ClfModule):
 
     @staticmethod
     def _check_vocab(teacher: PreTrainedModel, student: PreTrainedModel, spec: Any, dm: ClfDataModule | None) -> None:
-        if teacher.config.vocab_size != student.config.vocab_size:
+        """The student reads the teacher's vocabulary unless it brings its own tokenizer (see
+        :func:`helper.teacher_source.check_teacher_source`), and has the teacher's label count."""
+        if teacher is None:
+            return
+        own_tokens = own_vocabulary(spec) or (isinstance(spec, str) and dm is not None)
+        if not own_tokens and teacher.config.vocab_size != student.config.vocab_size:
             raise ValueError(
                 f"student vocab_size={student.config.vocab_size} differs from the teacher's "
                 f"{teacher.config.vocab_size}; expected a student that shares the teacher's tokenizer"
@@ -235,8 +253,6 @@ class BaseDistiller(ClfModule):
                 f"student num_labels={student.config.num_labels} differs from the teacher's "
                 f"{teacher.config.num_labels}; expected the same label count"
             )
-        if isinstance(spec, str) and dm is not None:  # a separately trained student may bring its own tokenizer
-            check_tokenizers(dm.tokenizer, load_tokenizer(spec), dm.texts("train", limit=200))
 
     def _layer_map(self, adaptor: Adaptor, t: ModelDims, s: ModelDims) -> list[tuple[int, int]]:
         if adaptor.default_layers is None and adaptor.layers is None:
@@ -272,12 +288,14 @@ class BaseDistiller(ClfModule):
         """Make the teacher's transfer rows (augmented copies) and attach cached teacher logits to the data when only
         logits are needed (and caching is on)."""
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if isinstance(dm, ClfDataModule):
+        if isinstance(dm, ClfDataModule) and self.teacher is not None:
             dm.prepare_transfer(self.teacher)  # the augmented copies, from the teacher's word embeddings
         self.use_teacher_cache = bool(
             self.hparams.cache_teacher_outputs and self.t_taps is None and isinstance(dm, ClfDataModule)
         )
-        if self.use_teacher_cache:
+        if self.teacher is None:  # the data carries the teacher's outputs (data.teacher_outputs)
+            self.use_teacher_cache = True
+        elif self.use_teacher_cache:
             dm.add_teacher_logits(self.teacher, device=self.trainer.strategy.root_device)
 
     def on_fit_start(self) -> None:
@@ -311,7 +329,8 @@ class BaseDistiller(ClfModule):
     def train(self, mode: bool = True) -> BaseDistiller:
         """Switch the student (and projections) to ``mode``; the teacher always stays in eval mode."""
         super().train(mode)
-        self.teacher.eval()
+        if self.teacher is not None:
+            self.teacher.eval()
         return self
 
     @staticmethod
@@ -339,7 +358,7 @@ class BaseDistiller(ClfModule):
         """
         inputs = model_inputs(batch)
         t_raw: dict[str, Any] = {}
-        if self.use_teacher_cache and TEACHER_LOGITS in batch:
+        if (self.use_teacher_cache or self.teacher is None) and TEACHER_LOGITS in batch:
             t_logits = batch[TEACHER_LOGITS]
         else:
             with torch.no_grad():
@@ -380,8 +399,8 @@ class BaseDistiller(ClfModule):
         parts["distill_loss"] = distill
         total = distill
         if self.alpha > 0:  # mean over the labelled rows (transfer rows are -100); 0, not NaN, when there is none
-            labelled = (labels != IGNORE_INDEX).sum().clamp(min=1)
-            parts["ce"] = F.cross_entropy(s_logits, labels, ignore_index=IGNORE_INDEX, reduction="sum") / labelled
+            # the hard-label loss of the task (CE, BCE-with-logits or MSE; logged as "ce"), labelled rows only
+            parts["ce"] = self.hard_label_loss(s_logits, labels)
             total = total + self.alpha * parts["ce"]
         parts["loss"] = total
         return parts
@@ -391,7 +410,7 @@ class BaseDistiller(ClfModule):
         losses, s_logits, _ = self.distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
-        parts["labelled_fraction"] = (batch["labels"] != IGNORE_INDEX).float().mean()
+        parts["labelled_fraction"] = labelled_rows(batch["labels"]).float().mean()
         self.log_dict({f"train_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=size)
         self.log_train_loss(parts["loss"], size)
         return parts["loss"]
@@ -402,7 +421,7 @@ class BaseDistiller(ClfModule):
         losses, s_logits, t_logits = self.distill(batch)
         parts = self._total(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
-        ce = parts["ce"] if "ce" in parts else F.cross_entropy(s_logits, batch["labels"])  # computed once
+        ce = parts["ce"] if "ce" in parts else self.hard_label_loss(s_logits, batch["labels"])  # computed once
         self.log(f"{split}_loss", ce, prog_bar=split == "val", sync_dist=True, batch_size=size)
         self.log(f"{split}_distill_loss", parts["distill_loss"], sync_dist=True, batch_size=size)
         return s_logits, t_logits

@@ -10,7 +10,9 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
 )
 
 from common.resolve import (  # noqa: F401 (ALIASES, packaged_minilm, load_tokenizer: public names of this module)
@@ -118,22 +120,27 @@ def student_from_layers(teacher: PreTrainedModel, layers: Sequence[int]) -> PreT
 
 
 def student_from_config(
-    teacher: PreTrainedModel,
+    teacher: PreTrainedModel | PretrainedConfig,
     num_layers: int,
     hidden_size: int | None = None,
     num_heads: int | None = None,
     intermediate_size: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> PreTrainedModel:
     """A randomly initialised student with the teacher's vocabulary and labels but a smaller shape.
 
     Args:
-        teacher: The teacher whose config (vocabulary, labels, architecture) is copied.
+        teacher: The teacher (or a config) whose config (vocabulary, labels, architecture) is copied.
         num_layers: Student depth.
         hidden_size: Student width (default: the teacher's).
         num_heads: Attention heads (default: the teacher's); must divide ``hidden_size``.
         intermediate_size: Feed-forward width (default: 4 x ``hidden_size``).
+        tokenizer: The student's own tokenizer (e.g. :func:`data.vocab.student_vocabulary`): its vocabulary size and
+            padding id replace the teacher's.
     """
-    config = copy.deepcopy(teacher.config)
+    config = copy.deepcopy(getattr(teacher, "config", teacher))
+    if tokenizer is not None:
+        config.vocab_size, config.pad_token_id = len(tokenizer), tokenizer.pad_token_id
     hidden_size = hidden_size or config.hidden_size
     num_heads = num_heads or config.num_attention_heads
     problems = []
