@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from helper.models import student_from_layers
-from tests.tiny import REPO_ROOT, subprocess_env, tiny_bert
+from tests.tiny import REPO_ROOT, save_tiny_model, subprocess_env
 
 
 def launch(script: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -31,11 +31,7 @@ def launch(script: str, workdir: Path, *args: str) -> subprocess.CompletedProces
 @pytest.fixture
 def teacher(tmp_path: Path, minilm_path: str) -> Path:
     """A tiny teacher without dropout (dropout masks are drawn per process, so they could never match)."""
-    model = tiny_bert(layers=4, hidden=64, heads=4)
-    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
-    model.save_pretrained(tmp_path / "teacher")
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "teacher")
-    return tmp_path / "teacher"
+    return save_tiny_model(tmp_path / "teacher", minilm_path, layers=4, hidden=64, heads=4, dropout=0.0)
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

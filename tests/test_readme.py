@@ -13,20 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
-from tests.tiny import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, save_tiny_model
 
 SNIPPETS = re.findall(r"^```python\n(.*?)^```", (REPO_ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S)
 
 
 def _classifier(folder: Path, tokenizer_path: str, layers: int) -> Path:
     """A tiny random BERT classifier with the MiniLM tokenizer and named classes, saved as a model folder."""
-    model = tiny_bert(layers=layers, hidden=64, heads=4)
-    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
-    return folder
+    return save_tiny_model(folder, tokenizer_path, ["negative", "positive"], layers=layers)
 
 
 def python_api(tmp_path: Path, minilm_path: str, monkeypatch: pytest.MonkeyPatch) -> dict:

@@ -13,9 +13,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
 
-from tests.tiny import REPO_ROOT, subprocess_env, tiny_bert
+from tests.tiny import REPO_ROOT, quick_trainer, save_tiny_model, subprocess_env, tiny_bert
 
 
 class KillAtStep(pl.Callback):
@@ -64,8 +63,7 @@ def distil(workdir: Path, *extra: str, callbacks: tuple[str, ...] = ()) -> subpr
 @pytest.fixture
 def teacher_root(tmp_path: Path, minilm_path: str) -> Path:
     """A tiny teacher folder (dropout on, so resuming must also restore the random state)."""
-    tiny_bert(layers=4, hidden=64, heads=4).save_pretrained(tmp_path / "teacher")
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "teacher")
+    save_tiny_model(tmp_path / "teacher", minilm_path, layers=4, hidden=64, heads=4)
     return tmp_path
 
 
@@ -150,9 +148,8 @@ def test_resume_restores_the_width_projection(tmp_path: Path, minilm_path: str):
         return BaseDistiller(teacher, tiny_bert(layers=2, hidden=32, heads=2, seed=seed), ["HidnTinyBERT"], dm, lr=1e-2)
 
     def trainer(**kwargs) -> pl.Trainer:
-        return pl.Trainer(
-            logger=False, enable_progress_bar=False, enable_model_summary=False, plugins=[HgCkptIO()], **kwargs
-        )
+        defaults = {"enable_checkpointing": True, "limit_val_batches": None, "num_sanity_val_steps": 2}
+        return quick_trainer(plugins=[HgCkptIO()], **{**defaults, **kwargs})
 
     trained = distiller(seed=1)
     initial = trained.adaptors[0].proj.weight.detach().clone()

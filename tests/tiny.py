@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -20,11 +22,19 @@ CACHE_VARIABLES = ("DISTILLER_CACHE", "HF_DATASETS_CACHE", "WANDB_CACHE_DIR", "W
 
 
 def tiny_bert(
-    layers: int = 4, hidden: int = 64, heads: int = 4, num_labels: int = 2, seed: int = 0, vocab_size: int = 30522
+    layers: int = 4,
+    hidden: int = 64,
+    heads: int = 4,
+    num_labels: int = 2,
+    seed: int = 0,
+    vocab_size: int = 30522,
+    dropout: float = 0.1,
 ) -> BertForSequenceClassification:
     """A small random BERT classifier (BERT-uncased vocabulary size so the MiniLM tokenizer fits it)."""
     torch.manual_seed(seed)
     config = BertConfig(
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         vocab_size=vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -34,6 +44,43 @@ def tiny_bert(
         num_labels=num_labels,
     )
     return BertForSequenceClassification(config).eval()
+
+
+def save_tiny_model(folder: Path, tokenizer: str | Path, label_names: list[str] | None = None, **config: Any) -> Path:
+    """Save :func:`tiny_bert` (``config``: its arguments) with the tokenizer of ``tokenizer`` (a folder, e.g. the
+    packaged MiniLM) as a model folder, the way a fine-tuned teacher is saved; returns ``folder``.
+
+    Args:
+        folder: Where to save.
+        tokenizer: Folder of the tokenizer to save beside the model.
+        label_names: Class names, saved as the config's ``id2label`` (default: ``LABEL_i``).
+        **config: Arguments of :func:`tiny_bert`.
+    """
+    from transformers import AutoTokenizer
+
+    model = tiny_bert(**config)
+    if label_names is not None:
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(folder)
+    return folder
+
+
+def quick_trainer(**kwargs: Any) -> pl.Trainer:
+    """A CPU Trainer for tests: 2 steps, 1 validation batch, no sanity check, no logger, progress bar, summary or
+    checkpoint (each can be overridden in ``kwargs``)."""
+    options = {
+        "accelerator": "cpu",
+        "max_steps": 2,
+        "limit_val_batches": 1,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+    }
+    return pl.Trainer(**{**options, **kwargs})
 
 
 def make_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:

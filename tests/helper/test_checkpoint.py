@@ -20,7 +20,7 @@ import helper.checkpoint as ckpt_mod
 from data.data_module import ClfDataModule
 from helper.checkpoint import TRAINER_STATE, WEIGHTS, HgCkptIO, HgExport
 from helper.finetuner import ClfFinetune
-from tests.tiny import tiny_bert
+from tests.tiny import quick_trainer, tiny_bert
 
 LABELS = ["negative", "positive"]
 
@@ -39,18 +39,9 @@ def make_dm(tokenizer) -> ClfDataModule:
 
 
 def make_trainer(max_steps: int, callbacks: list, **kwargs) -> pl.Trainer:
-    kwargs.setdefault("limit_val_batches", 1)
-    return pl.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        plugins=[HgCkptIO()],
-        callbacks=callbacks,
-        **kwargs,
-    )
+    """A quick trainer that checkpoints through ``HgCkptIO`` (with the ``callbacks`` that save)."""
+    options = {"enable_checkpointing": True, **kwargs}
+    return quick_trainer(max_steps=max_steps, plugins=[HgCkptIO()], callbacks=callbacks, **options)
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from helper.cli import DistillerCLI, run, wandb_has_credentials
 from helper.distiller import BaseDistiller
 from helper.finetuner import ClfFinetune
-from tests.tiny import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, save_tiny_model
 
 POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart", "a joy"]
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat", "a chore"]
@@ -62,8 +62,7 @@ def workdir(tmp_path: Path, minilm_path: str, monkeypatch: pytest.MonkeyPatch) -
     _write(unlabelled, "validation", rows[::2])
     _write(unlabelled, "test", [(t, -1) for t, _ in rows])
     teacher = tmp_path / "teacher"
-    tiny_bert(layers=2, hidden=32, heads=2).save_pretrained(teacher)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(teacher)
+    save_tiny_model(teacher, minilm_path, layers=2, hidden=32, heads=2)
     (tmp_path / "callbacks.yaml").write_text(CALLBACKS)
     monkeypatch.chdir(tmp_path)
     return tmp_path
