@@ -185,6 +185,42 @@ def label(args: argparse.Namespace) -> dict[str, int]:
     return written
 
 
+def label_word_logits(
+    model: Any, tokenizer: Any, texts: Sequence[str], label_words: Sequence[str], prompt: str = "{text}\nLabel:"
+) -> Any:
+    """A language model's label distribution: normalised log-probabilities of the label words after a prompt.
+
+    For each text, the causal LM scores every label word as a continuation of ``prompt`` (the sum of the
+    log-probabilities of the word's tokens, read with a leading space); a log-softmax over the label words makes them
+    a distribution, in log-space: what ``teacher_logits`` holds (:func:`data.teacher_outputs.output_row`).
+
+    Args:
+        model: A ``*ForCausalLM`` model.
+        tokenizer: Its tokenizer.
+        texts: The texts to label.
+        label_words: One word (or phrase) per class, in the data's label order.
+        prompt: The context, with ``{text}`` where the text goes.
+
+    Returns:
+        ``(len(texts), len(label_words))`` float32 log-probabilities (each row's exponentials sum to 1).
+    """
+    import torch
+
+    targets = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in label_words]
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            context = tokenizer(prompt.format(text=text), add_special_tokens=False)["input_ids"]
+            scores = []
+            for target in targets:
+                ids = torch.tensor([context + target], device=model.device)
+                logp = model(input_ids=ids).logits[0].float().log_softmax(-1)
+                positions = torch.arange(len(context) - 1, len(context) + len(target) - 1, device=ids.device)
+                scores.append(logp[positions, torch.tensor(target, device=ids.device)].sum())
+            rows.append(torch.stack(scores).log_softmax(-1).cpu())
+    return torch.stack(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``label.py``."""
     import datasets

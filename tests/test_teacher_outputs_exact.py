@@ -123,3 +123,35 @@ def test_exported_student_carries_its_own_tokenizer(setting: Path, tmp_path: Pat
     assert len(tokenizer) == model.student.config.vocab_size <= 120
     classify = pipeline("text-classification", model=str(tmp_path / "student"), device="cpu")
     assert classify("a fine film")[0]["label"] in {"LABEL_0", "LABEL_1", "0", "1", "negative", "positive"}
+
+
+def test_language_model_label_distribution_in_the_same_format(tmp_path: Path):
+    """The README's recipe for an LLM teacher: normalised log-probabilities of the label words, as teacher_logits."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from data.teacher_outputs import output_row
+    from data.vocab import train_wordpiece
+    from helper.labelling import label_word_logits
+
+    tokenizer = train_wordpiece([*POSITIVE, *NEGATIVE, "label positive negative"], 120)
+    torch.manual_seed(0)
+    llm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2)).eval()
+    logits = label_word_logits(llm, tokenizer, POSITIVE[:2], ["negative", "positive"], prompt="{text} label")
+    assert logits.shape == (2, 2) and torch.allclose(logits.exp().sum(-1), torch.ones(2))
+    context = tokenizer("a fine warm day label", add_special_tokens=False)["input_ids"]
+    word = tokenizer(" positive", add_special_tokens=False)["input_ids"]
+    logp = llm(input_ids=torch.tensor([context + word])).logits[0].log_softmax(-1)
+    by_hand = sum(logp[len(context) + j - 1, t] for j, t in enumerate(word))
+    context_neg = tokenizer(" negative", add_special_tokens=False)["input_ids"]
+    logp_neg = llm(input_ids=torch.tensor([context + context_neg])).logits[0].log_softmax(-1)
+    by_hand_neg = sum(logp_neg[len(context) + j - 1, t] for j, t in enumerate(context_neg))
+    expected = torch.stack([by_hand_neg, by_hand]).log_softmax(-1)
+    assert torch.allclose(logits[0], expected.detach(), atol=1e-5)
+    lines = [json.dumps(output_row([t], v.tolist())) for t, v in zip(POSITIVE[:2], logits, strict=True)]
+    outputs = tmp_path / "llm.jsonl"
+    outputs.write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": 1}) + "\n" for t in POSITIVE[:2]))
+    dm = ClfDataModule(str(data), teacher_outputs=str(outputs), val_fraction=0.5)
+    assert dm.outputs.active and len(dm.outputs.table) == 2
