@@ -2,7 +2,8 @@
 
 Importing the package registers every built-in adaptor in :data:`ADAPTORS`:
 
-* logits: :class:`LogitKD`, :class:`LogitCE`, :class:`LogitMSE`;
+* logits: :class:`LogitKD`, :class:`LogitCE`, :class:`LogitMSE` (single-label); :class:`LogitBinaryKD`,
+  :class:`LogitBCE`, :class:`LogitMSE` (multi-label); :class:`LogitMSE` (regression);
 * attention: :class:`AttnTinyBERT`, :class:`AttnCE`, :class:`AttnMiniLM`, :class:`ValMiniLM`, :class:`RelMiniLMv2`;
 * hidden states: :class:`HidnTinyBERT`, :class:`EmbdTinyBERT`, :class:`HidnPKD`, :class:`HidnCos`.
 
@@ -24,10 +25,10 @@ from adaptors.attention import (
     default_relation_heads,
     split_relation_heads,
 )
-from adaptors.base import TAP_NAMES, Adaptor, ModelDims, Taps
+from adaptors.base import PROBLEM_TYPES, TAP_NAMES, Adaptor, ModelDims, Taps
 from adaptors.hidden import EmbdTinyBERT, HidnCos, HidnPKD, HidnTinyBERT, first_valid_position
 from adaptors.layer_map import LAYER_MAP_STRATEGIES, resolve_layer_map
-from adaptors.logits import LogitCE, LogitKD, LogitMSE
+from adaptors.logits import LogitBCE, LogitBinaryKD, LogitCE, LogitKD, LogitMSE, logit_adaptors_for
 from adaptors.registry import ADAPTORS, UnknownAdaptorError, accepted_options, build_adaptors, get_adaptor, register
 
 __all__ = [
@@ -43,10 +44,13 @@ __all__ = [
     "HidnCos",
     "HidnPKD",
     "HidnTinyBERT",
+    "LogitBCE",
+    "LogitBinaryKD",
     "LogitCE",
     "LogitKD",
     "LogitMSE",
     "ModelDims",
+    "PROBLEM_TYPES",
     "RelMiniLMv2",
     "Taps",
     "UnknownAdaptorError",
@@ -56,6 +60,7 @@ __all__ = [
     "default_relation_heads",
     "first_valid_position",
     "get_adaptor",
+    "logit_adaptors_for",
     "register",
     "resolve_layer_map",
     "split_relation_heads",

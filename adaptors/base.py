@@ -24,6 +24,7 @@ from adaptors.layer_map import LAYER_MAP_STRATEGIES
 __all__ = [
     "ADAPTOR_KINDS",
     "LAYER_DEFAULTS",
+    "PROBLEM_TYPES",
     "TAP_NAMES",
     "Adaptor",
     "ModelDims",
@@ -36,6 +37,8 @@ __all__ = [
 
 #: Names of the tensors an adaptor can ask for (see :class:`Taps`).
 TAP_NAMES: frozenset[str] = frozenset({"logits", "embeddings", "hidden", "queries", "keys", "values"})
+#: What a classifier's outputs mean (Hugging Face's ``config.problem_type`` values).
+PROBLEM_TYPES: tuple[str, ...] = ("single_label_classification", "multi_label_classification", "regression")
 #: Values of :attr:`Adaptor.kind`.
 ADAPTOR_KINDS: frozenset[str] = frozenset({"logit", "inter"})
 #: Values of :attr:`Adaptor.default_layers` (``None``: the adaptor uses no encoder layers).
@@ -75,16 +78,24 @@ class ModelDims:
         hidden_size: Width ``H`` of the hidden states.
         num_heads: Number of self-attention heads per layer.
         num_layers: Number of encoder layers.
-        num_labels: Number of classes of the classification head.
+        num_labels: Number of classes of the classification head (outputs: 1 for regression).
+        problem_type: What the outputs mean (:data:`PROBLEM_TYPES`): one softmax over the classes
+            (``single_label_classification``), one sigmoid per label (``multi_label_classification``), or a number
+            (``regression``). Logit adaptors accept the problem types they are made for.
     """
 
     hidden_size: int
     num_heads: int
     num_layers: int
     num_labels: int
+    problem_type: str = "single_label_classification"
 
     def __post_init__(self) -> None:
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"ModelDims.problem_type must be one of {list(PROBLEM_TYPES)}, got {self.problem_type!r}")
         for f in fields(self):
+            if f.name == "problem_type":
+                continue
             value = getattr(self, f.name)
             if not _is_int(value) or value <= 0:
                 raise ValueError(f"ModelDims.{f.name} must be a positive int, got {value!r}")
@@ -134,7 +145,9 @@ class ModelDims:
             missing.append("num_labels (looked for num_labels, id2label)")
         if missing:
             raise ValueError(f"cannot read model dimensions from {type(config).__name__}: missing {'; '.join(missing)}")
-        return cls(num_labels=num_labels, **values)
+        # Unset: what Hugging Face infers at the first loss (regression for one output, else single-label).
+        problem_type = lookup("problem_type") or ("regression" if num_labels == 1 else "single_label_classification")
+        return cls(num_labels=num_labels, problem_type=problem_type, **values)
 
 
 @dataclass

@@ -220,8 +220,10 @@ def names_beside(source: DataSource) -> list[str] | None:
     Raises:
         DataError: The file is not a JSON list of distinct strings.
     """
+    if isinstance(source, (DatasetDict, datasets.Dataset)):
+        return None
     if isinstance(source, Mapping):
-        paths = [Path(p).expanduser().parent for p in source.values()]
+        paths = [Path(p).expanduser().parent for p in source.values() if isinstance(p, (str, Path))]
     elif isinstance(source, (str, Path)) and str(source) != "demo":
         path = Path(source).expanduser()
         paths = [path] if path.is_dir() else [path.parent] if path.is_file() else []

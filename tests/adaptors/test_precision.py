@@ -14,7 +14,7 @@ def _bf16(taps: Taps) -> Taps:
     return Taps(**{k: v if v is None or not v.is_floating_point() else v.bfloat16() for k, v in vars(taps).items()})
 
 
-@pytest.mark.parametrize("name", sorted(ADAPTORS))
+@pytest.mark.parametrize("name", [n for n in sorted(ADAPTORS) if not n.startswith(("LogitBinary", "LogitBCE"))])
 def test_losses_are_float32_under_bf16_autocast(request, name, teacher_run, t_dims):
     key = STUDENT_OF[name]
     student_run = request.getfixturevalue(f"{key}_run")

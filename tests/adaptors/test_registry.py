@@ -30,6 +30,8 @@ EXPECTED_ATTRS = {
     "LogitKD": ({"logits"}, "logit", None),
     "LogitCE": ({"logits"}, "logit", None),
     "LogitMSE": ({"logits"}, "logit", None),
+    "LogitBinaryKD": ({"logits"}, "logit", None),
+    "LogitBCE": ({"logits"}, "logit", None),
     "AttnTinyBERT": ({"queries", "keys"}, "inter", "uniform"),
     "AttnMiniLM": ({"queries", "keys"}, "inter", "last"),
     "ValMiniLM": ({"values"}, "inter", "last"),

@@ -213,8 +213,8 @@ def test_num_labels_must_match_the_names_found_in_string_labels() -> None:
     )
 
 
-@pytest.mark.parametrize("value", [0.5, math.nan, math.inf])
-def test_fractional_or_non_finite_float_labels_are_refused(value: float) -> None:
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_float_labels_are_refused(value: float) -> None:
     data = DatasetDict(
         train=Dataset.from_dict({"text": ["a", "b", "c"], "label": [0.0, 1.0, value]}),
         validation=Dataset.from_dict({"text": ["d"], "label": [1.0]}),
@@ -224,6 +224,23 @@ def test_fractional_or_non_finite_float_labels_are_refused(value: float) -> None
     assert str(info.value) == (
         f"split 'train', row 2: label {value!r} in 'label' is not a whole number; expected an integer class id"
     )
+    data["validation"] = Dataset.from_dict({"text": ["d"], "label": [0.25]})  # a fraction: regression targets
+    with pytest.raises(DataError) as info:
+        ClfDataModule(data)
+    assert str(info.value) == (
+        f"split 'train', row 2: regression target {value!r} in 'label'; expected a finite number (NaN, infinite and "
+        "missing targets cannot be learned from: drop or fill those rows)"
+    )
+
+
+def test_fractional_float_labels_are_regression_targets() -> None:
+    data = DatasetDict(
+        train=Dataset.from_dict({"text": ["a", "b", "c"], "label": [0.0, 1.0, 0.5]}),
+        validation=Dataset.from_dict({"text": ["d"], "label": [1.0]}),
+    )
+    dm = ClfDataModule(data)
+    assert (dm.problem_type, dm.num_labels, dm.label_names) == ("regression", 1, ["LABEL_0"])
+    assert dm.raw["train"].features["label"] == Value("float32") and dm.raw["train"]["label"] == [0.0, 1.0, 0.5]
 
 
 def test_digit_string_labels_sort_numerically() -> None:
@@ -240,36 +257,47 @@ def test_digit_string_labels_sort_numerically() -> None:
 @pytest.mark.parametrize(
     "feature", [Sequence(Value("int64")), LargeList(Value("int64")), Sequence(Value("large_string"))], ids=str
 )
-def test_list_labels_say_multi_label_is_not_supported(feature) -> None:
+def test_list_labels_are_multi_label(feature) -> None:
     values = [[0, 1], [1]] if "int" in str(feature) else [["joy", "love"], ["anger"]]
     features = Features({"text": Value("string"), "labels": feature})
     data = DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "labels": values}, features=features))
     data["validation"] = data["train"]
+    dm = ClfDataModule(data)
+    assert dm.problem_type == "multi_label_classification"
+    if "int" in str(feature):
+        assert dm.label_names == ["LABEL_0", "LABEL_1"] and [list(v) for v in dm.raw["train"]["labels"]] == values
+    else:  # names: sorted, as for single-label string columns
+        assert dm.label_names == ["anger", "joy", "love"]
+        assert [list(v) for v in dm.raw["train"]["labels"]] == [[1, 2], [0]]
     with pytest.raises(DataError) as info:
-        ClfDataModule(data)
+        ClfDataModule(data, problem_type="single_label_classification")
     assert str(info.value) == (
-        f"label field 'labels' holds lists ({feature}) in split(s) ['train', 'validation']: several labels per "
-        "example (multi-label) is not supported yet; expected one class per example (an integer id or a name), or "
-        "set label_field (--data.label_field) to a single-label column"
+        "problem_type (--data.problem_type)='single_label_classification' but label field 'labels' holds lists of "
+        "labels in split(s) ['train', 'validation'] (several labels per example); expected "
+        "problem_type='multi_label_classification' (or null), or set label_field (--data.label_field) to a "
+        "single-label column"
     )
 
 
 def test_list_labels_from_a_parquet_file(tmp_path) -> None:
-    frame = pd.DataFrame({"text": ["a", "b", "c"], "labels": [[0, 3], [1], []]})
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "labels": [[0, 3], [1], [], [2]]})
     frame.to_parquet(tmp_path / "train.parquet", index=False)
-    with pytest.raises(DataError, match=r"holds lists \(List\(Value\('int64'\)\)\).*multi-label"):
-        ClfDataModule(str(tmp_path))
+    dm = ClfDataModule(str(tmp_path), val_fraction=0.25, num_labels=4)
+    assert dm.problem_type == "multi_label_classification" and dm.num_labels == 4
+    assert sorted(map(list, [*dm.raw["train"]["labels"], *dm.raw["validation"]["labels"]])) == [[], [0, 3], [1], [2]]
 
 
-def test_lists_written_as_text_in_a_csv_say_multi_label_is_not_supported(tmp_path) -> None:
-    (tmp_path / "train.csv").write_text('text,labels\na,"[0, 27]"\nb,[3]\nc,"[]"\n')
-    with pytest.raises(DataError) as info:
-        ClfDataModule(str(tmp_path))
-    assert str(info.value) == (
-        "label field 'labels' holds lists written as text, e.g. '[0, 27]', in split(s) ['train', 'validation']: "
-        "several labels per example (multi-label) is not supported yet; expected one class per example (an integer "
-        "id or a name), or set label_field (--data.label_field) to a single-label column"
-    )
+def test_lists_written_as_text_in_a_csv_are_multi_label(tmp_path) -> None:
+    (tmp_path / "train.csv").write_text('text,labels\na,"[0, 27]"\nb,[3]\nc,"[]"\nd,[1]\n')
+    (tmp_path / "validation.csv").write_text('text,labels\ne,"[2, 1]"\n')
+    dm = ClfDataModule(str(tmp_path))
+    assert dm.problem_type == "multi_label_classification" and dm.num_labels == 28
+    assert [list(v) for v in dm.raw["train"]["labels"]] == [[0, 27], [3], [], [1]]
+    assert dm.notes == [
+        "label field 'labels': 1 of 4 training examples have an empty list of labels; an empty list means none of "
+        "the labels (an all-zero target)"
+    ]
+    (tmp_path / "validation.csv").unlink()
     (tmp_path / "train.csv").write_text("text,labels\na,[MASK]\nb,[CLS]\nc,[MASK]\n")  # names, not JSON lists
     assert ClfDataModule(str(tmp_path), val_fraction=0.34).label_names == ["[CLS]", "[MASK]"]
 
