@@ -261,3 +261,23 @@ def test_regression_finetune_distil_and_export(tokenizer, tmp_path: Path) -> Non
     distil = BaseDistiller(str(out), {"layers": [1]}, ["LogitMSE"], make_dm(regression_data(), tokenizer), lr=1e-3)
     trainer(max_steps=3, limit_val_batches=1).fit(distil, datamodule=distil.dm)
     assert distil.student.config.problem_type == REGRESSION
+
+
+def test_benchmark_tunes_the_threshold_on_validation_and_reports_test(multi_label_teacher: Path, tmp_path) -> None:
+    from helper.bench import run_benchmark
+    from helper.bench.settings import BenchmarkError
+
+    data = multi_label_data()
+    kwargs = {"latency_runs": 2, "warmup": 0, "rounds": 1, "batch_size": 4, "label_names": NAMES}
+    fixed = run_benchmark([str(multi_label_teacher)], data, split="test", **kwargs)[0]
+    tuned = run_benchmark([str(multi_label_teacher)], data, split="test", tune_threshold=True, **kwargs)[0]
+    assert fixed["threshold"] == 0.5 and 0.05 <= tuned["threshold"] <= 0.95
+    for row in (fixed, tuned):
+        assert {"accuracy", "f1_macro", "f1_micro", "auroc_macro", "ap_macro", "f1_joy"} <= set(row)
+    if tuned["threshold"] != 0.5:  # the test split is the validation split here: tuning cannot lose macro F1
+        assert tuned["f1_macro"] >= fixed["f1_macro"]
+    with pytest.raises(BenchmarkError) as info:
+        run_benchmark(
+            [str(multi_label_teacher)], data, split="validation", tune_threshold=True, threshold=1.5, **kwargs
+        )
+    assert len(info.value.problems) == 2 and "expected another split (e.g. test)" in str(info.value)

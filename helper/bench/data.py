@@ -17,7 +17,8 @@ from transformers import PreTrainedTokenizerBase
 
 from common.hub import HubUnavailableError
 from data.data_module import MODEL_INPUTS, ClfDataModule
-from data.sources import DataError, DataSource, detect_label_field, load_source
+from data.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from data.sources import DataError, DataSource, detect_label_field, load_source, names_beside
 
 
 @dataclass
@@ -29,20 +30,22 @@ class EvalData:
         split: Split name as the user gave it.
         fields: Text columns, one or a pair.
         texts: One list of strings per text field.
-        labels: Class index of every example.
+        labels: Class index of every example; multi-label: its multi-hot 0/1 vector; regression: its number.
         label_names: Class names in index order.
         max_length: Truncation length in tokens.
         note: Extra information about the split (e.g. held out from train), or an empty string.
+        problem_type: The task (``data.labels.PROBLEM_TYPES``), as the data module detected it.
     """
 
     dataset: str
     split: str
     fields: list[str]
     texts: list[list[str]]
-    labels: list[int]
+    labels: list[Any]
     label_names: list[str]
     max_length: int
     note: str = ""
+    problem_type: str = SINGLE_LABEL
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -132,7 +135,7 @@ def load_eval_data(
                 tokenizer=None,
                 text_fields=text_fields,
                 label_field=label_field,
-                label_names=label_names,
+                label_names=label_names if label_names is not None else names_beside(data),
                 train_split="train" if "train" in raw else split,
                 val_split=val,
                 max_length=max_length,
@@ -146,11 +149,17 @@ def load_eval_data(
         ds = ds.select(range(max_samples))
     if len(ds) == 0:
         return None, [f"split {split!r} of dataset {name!r} is empty; expected at least one example"]
-    labels = [int(v) for v in ds[dm.label_field]]
-    if any(not 0 <= v < dm.num_labels for v in labels):
-        return None, [f"split {split!r} of dataset {name!r} has labels outside 0..{dm.num_labels - 1}"]
+    if dm.problem_type == MULTI_LABEL:  # lists of class ids (checked by the data module) as multi-hot vectors
+        labels: list[Any] = [[float(i in set(ids)) for i in range(dm.num_labels)] for ids in ds[dm.label_field]]
+    elif dm.problem_type == REGRESSION:
+        labels = [float(v) for v in ds[dm.label_field]]
+    else:
+        labels = [int(v) for v in ds[dm.label_field]]
+        if any(not 0 <= v < dm.num_labels for v in labels):
+            return None, [f"split {split!r} of dataset {name!r} has labels outside 0..{dm.num_labels - 1}"]
     texts = [list(ds[f]) for f in dm.text_fields]
-    return EvalData(name, split, list(dm.text_fields), texts, labels, list(dm.label_names), max_length, note), []
+    fields = list(dm.text_fields)
+    return EvalData(name, split, fields, texts, labels, list(dm.label_names), max_length, note, dm.problem_type), []
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:

@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (A B C ... A B C ...)")
     p.add_argument("--ratio-to", default=None, help="display name of the model latency ratios refer to (default first)")
     p.add_argument("--warmup", type=int, default=10, help="untimed batch-1 runs before timing")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold on sigmoid scores")
+    p.add_argument(
+        "--tune-threshold",
+        action="store_true",
+        help="multi-label: pick each model's threshold on the validation split (best macro F1) and report --split "
+        "with it",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's current setting)")
     p.add_argument("--max-samples", type=int, default=None, help="use the first N examples of the split")
     p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens")

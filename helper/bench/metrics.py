@@ -123,8 +123,8 @@ def quality_metrics(
 
     * single-label: ``accuracy``, ``f1_macro``; binary: ``precision``, ``recall`` and ``roc_auc`` of class 1;
       multi-class: ``f1_<class>``;
-    * multi-label: ``f1_macro``, ``f1_micro``, ``subset_accuracy``, ``auroc_macro``, ``ap_macro`` and ``f1_<label>``
-      at ``threshold`` (and ``threshold`` itself);
+    * multi-label: ``accuracy`` (subset accuracy: every label of an example right), ``f1_macro``, ``f1_micro``,
+      ``auroc_macro``, ``ap_macro`` and ``f1_<label>`` at ``threshold`` (and ``threshold`` itself);
     * regression: ``pearson``, ``spearman``, ``mse``.
 
     Args:
@@ -143,7 +143,7 @@ def quality_metrics(
         metrics.update(*metric_inputs(logits, labels.cpu(), problem_type))
         if problem_type == REGRESSION:
             return {k: v.item() for k, v in metrics.compute().items()}
-        names = {"f1": "f1_macro", "f1_micro": "f1_micro", "acc": "subset_accuracy", "auroc": "auroc_macro"}
+        names = {"acc": "accuracy", "f1": "f1_macro", "f1_micro": "f1_micro", "auroc": "auroc_macro"}
         names["ap"] = "ap_macro"
         out: dict[str, float | None] = {"threshold": float(threshold)}
         out.update({new: metrics[old].compute().item() for old, new in names.items()})

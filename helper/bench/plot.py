@@ -41,7 +41,9 @@ def plot_accuracy_vs_latency(rows: Sequence[dict[str, Any]], path: str | Path) -
     fig = Figure(figsize=(6.4, 4.4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    points = [(r["latency_ms_median"], 100 * r["accuracy"], str(r["model"])) for r in rows]
+    key = "accuracy" if "accuracy" in rows[0] else "pearson"  # regression rows have no accuracy
+    scale = 100 if key == "accuracy" else 1
+    points = [(r["latency_ms_median"], scale * r[key], str(r["model"])) for r in rows]
     colors = []
     for (x, y, _), r in zip(points, rows, strict=True):
         marker = "s" if r.get("runtime") == "onnxruntime" else "o"
@@ -51,7 +53,7 @@ def plot_accuracy_vs_latency(rows: Sequence[dict[str, Any]], path: str | Path) -
             ax.errorbar([x], [y], xerr=[[x - low], [high - x]], fmt="none", ecolor=colors[-1], lw=1, capsize=2)
     m = rows[0]
     ax.set_xlabel("batch-1 median latency (ms; bars: min-max over rounds; squares: ONNX Runtime)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%)" if key == "accuracy" else "Pearson r")
     ax.set_title(f"{m['dataset']} / {m['split']}: {m['threads']} thread(s), {m['device_name']}", fontsize=9)
     ax.margins(x=0.25, y=0.2)
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()

@@ -42,10 +42,10 @@ META_KEYS = (
 
 
 def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Quality keys present in the rows, in report order (accuracy, macro F1, then binary or per-class ones)."""
-    fixed = ["accuracy", "f1_macro", "precision", "recall", "roc_auc"]
-    keys = [k for k in fixed if any(k in r for r in rows)]
-    per_class = [k for k in rows[0] if k.startswith("f1_") and k != "f1_macro"] if rows else []
+    """Quality keys present in the rows, in report order (accuracy, macro F1, then binary, multi-label or regression
+    ones, then per-class F1)."""
+    keys = [k for k in FIXED_METRICS if any(k in r for r in rows)]
+    per_class = [k for k in rows[0] if k.startswith("f1_") and k not in FIXED_METRICS] if rows else []
     return keys + per_class
 
 
@@ -77,10 +77,34 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 _METRIC_TITLES = {
     "accuracy": "accuracy (%)",
     "f1_macro": "macro F1 (%)",
+    "f1_micro": "micro F1 (%)",
     "precision": "precision (%)",
     "recall": "recall (%)",
     "roc_auc": "ROC-AUC (%)",
+    "auroc_macro": "macro ROC-AUC (%)",
+    "ap_macro": "macro AP (%)",
+    "threshold": "threshold",
+    "pearson": "Pearson r",
+    "spearman": "Spearman rho",
+    "mse": "MSE",
 }
+#: Quality keys shown in the table, in this order (multi-label ``accuracy`` is subset accuracy).
+FIXED_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "f1_micro",
+    "precision",
+    "recall",
+    "roc_auc",
+    "auroc_macro",
+    "ap_macro",
+    "threshold",
+    "pearson",
+    "spearman",
+    "mse",
+)
+#: Quality keys that are not fractions shown as percentages.
+_PLAIN = ("threshold", "pearson", "spearman", "mse")
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -146,7 +170,7 @@ def markdown_report(rows: Sequence[dict[str, Any]]) -> str:
             spread,
             ratio,
             _fmt(r["throughput_samples_s"], 1),
-        ] + [_fmt(None if r.get(k) is None else 100 * r[k], 2) for k in metrics]
+        ] + [_fmt(r.get(k) if k in _PLAIN or r.get(k) is None else 100 * r[k], 2) for k in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

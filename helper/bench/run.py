@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from data.data_module import ClfDataModule
+from data.labels import MULTI_LABEL
 from data.sources import DataSource
 from helper.bench.data import (
     EvalData,
@@ -27,10 +28,21 @@ from helper.bench.data import (
     tokenizer_fingerprint,
 )
 from helper.bench.metrics import quality_metrics
+from helper.bench.metrics import tune_threshold as tune_threshold_on
 from helper.bench.models import Runner, inspect_models, load_runner
 from helper.bench.report import log_to_wandb, write_results
 from helper.bench.settings import BenchmarkError, check_settings, resolve_device
 from helper.bench.timing import latency_calls, latency_stats, measure_throughput, time_rounds
+
+
+def _logits(runner: Runner, data: EvalData, settings: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model's logits and the labels of a split, pre-tokenized, at ``batch_size``, longest first (untimed)."""
+    encoded = encode(runner.spec.tokenizer, data)
+    order = eval_order([len(ids) for ids in encoded["input_ids"]])
+    batches = pre_batch(runner.spec.tokenizer, encoded, runner.keys, order, settings["batch_size"], settings["device"])
+    with torch.inference_mode():
+        logits = torch.cat([runner.run(runner.prepare(b)).float().cpu() for b in batches])
+    return logits, torch.tensor([data.labels[i] for i in order])
 
 
 def _throughput_and_quality(
@@ -38,8 +50,10 @@ def _throughput_and_quality(
     data: EvalData,
     encoded: dict[str, list[list[int]]],
     settings: dict[str, Any],
+    threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """The whole split at ``batch_size``, longest first: samples per second of model time, and the quality metrics."""
+    """The whole split at ``batch_size``, longest first: samples per second of model time, and the quality metrics
+    (multi-label: at ``threshold``)."""
     device: torch.device = settings["device"]
     batch_size, include_tok = settings["batch_size"], settings["include_tokenization"]
     tok = runner.spec.tokenizer
@@ -65,7 +79,7 @@ def _throughput_and_quality(
     return {
         "throughput_samples_s": len(order) / seconds if seconds > 0 else math.inf,
         "throughput_seconds": seconds,
-        **quality_metrics(logits, labels, data.label_names),
+        **quality_metrics(logits, labels, data.label_names, data.problem_type, threshold),
     }
 
 
@@ -110,6 +124,8 @@ def run_benchmark(
     device: str = "cpu",
     rounds: int = 5,
     ratio_to: str | None = None,
+    threshold: float = 0.5,
+    tune_threshold: bool = False,
     output_dir: str | Path | None = None,
     wandb: bool = False,
     wandb_project: str = "transformer-distiller",
@@ -143,6 +159,10 @@ def run_benchmark(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (ONNX models run on the CPU).
         rounds: Interleaved latency rounds (every model timed once per round, in turn).
         ratio_to: Display name of the model the latency ratios are computed against (default: the first).
+        threshold: Multi-label decision threshold on the sigmoid scores (F1 and subset accuracy).
+        tune_threshold: Multi-label: pick every model's threshold on the ``validation`` split (the best macro F1 of
+            0.05, 0.10, ..., 0.95; :func:`helper.bench.metrics.tune_threshold`) and report ``split`` with it; the
+            chosen value is the ``threshold`` column. ``split`` must then be another split (e.g. ``test``).
         output_dir: When given, write ``results.csv``, ``results.json`` and ``accuracy_vs_latency.png`` there.
         wandb: Log the results as a ``wandb.Table``.
         wandb_project: wandb project name.
@@ -161,6 +181,25 @@ def run_benchmark(
         dm_or_dataset, split, subset, text_fields, label_field, label_names, max_samples, max_length
     )
     problems += data_problems
+    val_data = None
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 < threshold < 1:
+        problems.append(f"threshold (--threshold)={threshold!r}: expected a number in (0, 1)")
+    if tune_threshold and data is not None:
+        if data.problem_type != MULTI_LABEL:
+            problems.append(
+                f"tune_threshold (--tune-threshold): the data are {data.problem_type!r}; a decision threshold is "
+                f"tuned for {MULTI_LABEL!r} data only (lists of labels per example)"
+            )
+        elif split == "validation":
+            problems.append(
+                "tune_threshold (--tune-threshold) picks the threshold on the validation split, so reporting "
+                "--split validation would measure on the examples it was tuned on; expected another split (e.g. test)"
+            )
+        else:
+            val_data, val_problems = load_eval_data(
+                dm_or_dataset, "validation", subset, text_fields, label_field, label_names, None, max_length
+            )
+            problems += [f"tune_threshold (--tune-threshold): {p}" for p in val_problems]
     effective_length = data.max_length if data is not None else max_length
     expected_names = data.label_names if data is not None else label_names  # check models even when data failed
     specs, model_problems = inspect_models(models, names, expected_names, tokenizer, effective_length)
@@ -243,6 +282,11 @@ def run_benchmark(
             if progress is not None:
                 progress(f"throughput and quality: {spec.name} on {len(data)} examples")
             lengths = [len(ids) for ids in encodings[key]["input_ids"]]
+            chosen = threshold
+            if val_data is not None:
+                if progress is not None:
+                    progress(f"threshold: {spec.name} on the {len(val_data)} validation examples")
+                chosen = tune_threshold_on(*_logits(runner, val_data, settings))
             rows.append(
                 {
                     "model": spec.name,
@@ -254,7 +298,7 @@ def run_benchmark(
                     "params": runner.params,
                     "latency_tokens": statistics.fmean(lengths[i] for i in latency_idx),
                     **lat,
-                    **_throughput_and_quality(runner, data, encodings[key], settings),
+                    **_throughput_and_quality(runner, data, encodings[key], settings, chosen),
                     **meta,
                 }
             )
