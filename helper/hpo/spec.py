@@ -131,6 +131,8 @@ def _script_for(base_config: Path) -> str | None:
 
 def _known_metrics(script: str, resolved: dict[str, Any] | None) -> list[str]:
     metrics = ["val_loss", "val_acc", "val_f1"]
+    metrics += ["val_f1_micro", "val_auroc", "val_ap"]  # multi-label (val_acc: subset accuracy, val_f1: macro F1)
+    metrics += ["val_pearson", "val_spearman", "val_mse"]  # regression
     if script.startswith("distillation"):
         metrics.append("val_distill_loss")
     labels = ((resolved or {}).get("data") or {}).get("label_names") or []
@@ -325,7 +327,8 @@ def _check_metric(raw: dict[str, Any], script: str | None, resolved: dict | None
     labels_unknown = not ((resolved or {}).get("data") or {}).get("label_names")
     if not isinstance(metric, str) or (metric not in known and not (labels_unknown and metric.startswith("val_f1_"))):
         problems.append(f"metric: unknown metric {metric!r}; expected one of {', '.join(known)}")
-    direction = raw.get("direction") or ("minimize" if "loss" in str(metric) else "maximize")
+    lower_is_better = "loss" in str(metric) or metric == "val_mse"
+    direction = raw.get("direction") or ("minimize" if lower_is_better else "maximize")
     if direction not in ("minimize", "maximize"):
         problems.append(f"direction: expected minimize or maximize, got {direction!r}")
     return metric, direction
