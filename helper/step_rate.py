@@ -7,6 +7,7 @@ Add it from the command line, e.g. to compare a run from precomputed teacher out
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,7 +16,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 class StepRate(pl.Callback):
     """Time every training batch (forward, backward, optimizer step; not validation or data setup) and print
-    ``training steps: N steps, M samples in S s: X samples/s`` at the end of fitting.
+    ``training steps: N steps, M samples in S s: X samples/s, Y steps/s`` at the end of fitting.
 
     Attributes:
         seconds: Wall time spent in training batches.
@@ -38,7 +39,7 @@ class StepRate(pl.Callback):
         if self._start is None:
             return
         self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch["labels"]) if isinstance(batch, dict) and "labels" in batch else 0
+        self.samples += len(batch["labels"]) if isinstance(batch, Mapping) and "labels" in batch else 0
         self.steps += 1
         self._start = None
 
@@ -51,7 +52,7 @@ class StepRate(pl.Callback):
         """The line printed at the end of fitting."""
         return (
             f"training steps: {self.steps:,} steps, {self.samples:,} samples in {self.seconds:.1f} s: "
-            f"{self.samples_per_second:.1f} samples/s"
+            f"{self.samples_per_second:.1f} samples/s, {self.steps / max(self.seconds, 1e-9):.2f} steps/s"
         )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
