@@ -281,3 +281,15 @@ def test_benchmark_tunes_the_threshold_on_validation_and_reports_test(multi_labe
             [str(multi_label_teacher)], data, split="validation", tune_threshold=True, threshold=1.5, **kwargs
         )
     assert len(info.value.problems) == 2 and "expected another split (e.g. test)" in str(info.value)
+
+
+def test_a_new_multi_label_head_starts_at_the_label_priors(tokenizer, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    tiny = tiny_bert(layers=1, hidden=32, heads=2, num_labels=3)
+    tiny.bert.save_pretrained(base)  # a base encoder (no head): the head is created by ClfFinetune
+    tokenizer.save_pretrained(base)
+    dm = make_dm(multi_label_data(), tokenizer)
+    prior = torch.tensor([3 / 8, 1 / 4, 3 / 8])  # anger in 3 of the 8 lists, joy in 2, fear in 3
+    bias = ClfFinetune(str(base), dm).model.classifier.bias.detach()
+    torch.testing.assert_close(bias, torch.log(prior / (1 - prior)))
+    assert ClfFinetune(str(base), dm, prior_bias=False).model.classifier.bias.abs().max() == 0  # HF's zero init
