@@ -96,8 +96,9 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
     @staticmethod
     def check_label_count(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
         """Raise ``ValueError`` when ``model`` (called ``role`` in the message) has another label count or another
-        ``problem_type`` than ``dm`` (every problem at once); a model whose ``config.problem_type`` is unset takes
-        the data's (Hugging Face infers it only at the first loss).
+        ``problem_type`` than ``dm`` (every problem at once). A model whose ``config.problem_type`` is unset takes
+        the data's (Hugging Face infers it only at the first loss), except a ``"teacher"``: its trained head is read
+        as Hugging Face reads it (single-label for two or more outputs, regression for one).
         """
         if dm is None:
             return
@@ -108,9 +109,14 @@ class ClfModule(ResumableRandomState, pl.LightningModule):
                 f"{dm.label_names}; expected the same label count"
             )
         given = getattr(model.config, "problem_type", None)
+        if given is None and role == "teacher":  # a trained head: unset means what Hugging Face reads it as
+            given = effective_problem_type(model.config)
+            unset = " (config.problem_type unset: Hugging Face reads it so; set it if the model is another kind)"
+        else:
+            unset = " (config.problem_type)"
         if given and given != dm.problem_type:
             problems.append(
-                f"{role} has problem_type={given!r} (config.problem_type) but the data is {dm.problem_type!r} "
+                f"{role} has problem_type={given!r}{unset} but the data is {dm.problem_type!r} "
                 f"(label field {dm.label_field!r}); expected the same problem type (a {given} model needs "
                 f"{given} data: --data.problem_type, --data.label_field)"
             )

@@ -293,3 +293,13 @@ def test_a_new_multi_label_head_starts_at_the_label_priors(tokenizer, tmp_path: 
     bias = ClfFinetune(str(base), dm).model.classifier.bias.detach()
     torch.testing.assert_close(bias, torch.log(prior / (1 - prior)))
     assert ClfFinetune(str(base), dm, prior_bias=False).model.classifier.bias.abs().max() == 0  # HF's zero init
+
+
+def test_a_single_label_teacher_on_multi_label_data_is_refused(tokenizer, tmp_path: Path) -> None:
+    teacher = tiny_bert(layers=2, hidden=32, heads=2, num_labels=3)  # config.problem_type unset: single-label
+    teacher.save_pretrained(tmp_path / "t")
+    tokenizer.save_pretrained(tmp_path / "t")
+    with pytest.raises(ValueError) as info:
+        BaseDistiller(str(tmp_path / "t"), {"layers": [1]}, ["LogitBinaryKD"], make_dm(multi_label_data(), tokenizer))
+    assert "teacher has problem_type='single_label_classification' (config.problem_type unset" in str(info.value)
+    assert "but the data is 'multi_label_classification'" in str(info.value)
