@@ -261,6 +261,8 @@ class HgExport(pl.Callback):
         else:
             role, base = "teacher", hub_base_model(getattr(own, "name_or_path", None) or config.get("_name_or_path"))
         recipe: dict[str, Any] = {"stage": getattr(pl_module, "stage", "fine-tuning")}
+        if config.get("problem_type") in ("multi_label_classification", "regression"):
+            recipe["problem type"] = config["problem_type"]  # the card's usage and metrics follow it
         for key in ("adaptors", "alpha", "temperature", "student_layers", "lr", "weight_decay", "warmup_ratio"):
             if key in hp:
                 recipe[key] = hp[key]

@@ -180,13 +180,19 @@ def _recipe_lines(info: CardInfo) -> list[str]:
 def _usage(info: CardInfo) -> list[str]:
     torch_folder = info.pytorch_source or "path/to/this/folder"
     lines = ["## How to use", "", "With 🤗 Transformers (PyTorch weights):", "", "```python"]
-    lines += [
-        "from transformers import pipeline",
-        "",
-        f'classifier = pipeline("text-classification", model="{torch_folder}")',
-        'print(classifier("a gripping, beautifully shot film"))',
-        "```",
-    ]
+    problem = info.recipe.get("problem type")
+    if problem == "multi_label_classification":  # one sigmoid score per label; choose a threshold (0.5 by default)
+        call = [
+            f'classifier = pipeline("text-classification", model="{torch_folder}", top_k=None)',
+            "scores = classifier(['thanks, this made my day'])[0]  # every label with its own sigmoid score",
+            "print([s['label'] for s in scores if s['score'] >= 0.5])",
+        ]
+    else:  # single-label: the top class (softmax); regression: the predicted number
+        call = [
+            f'classifier = pipeline("text-classification", model="{torch_folder}")',
+            'print(classifier("a gripping, beautifully shot film"))',
+        ]
+    lines += ["from transformers import pipeline", "", *call, "```"]
     onnx_file = "model_int8.onnx" if info.onnx and info.onnx.get("int8") else "model.onnx"
     lines += ["", "With ONNX Runtime (files written by `export.py`):", "", "```python"]
     lines += [

@@ -303,3 +303,8 @@ def test_a_single_label_teacher_on_multi_label_data_is_refused(tokenizer, tmp_pa
         BaseDistiller(str(tmp_path / "t"), {"layers": [1]}, ["LogitBinaryKD"], make_dm(multi_label_data(), tokenizer))
     assert "teacher has problem_type='single_label_classification' (config.problem_type unset" in str(info.value)
     assert "but the data is 'multi_label_classification'" in str(info.value)
+
+
+def test_the_model_card_of_a_multi_label_export_shows_sigmoid_usage(multi_label_teacher: Path) -> None:
+    card = (multi_label_teacher / "README.md").read_text()
+    assert "problem type:** multi_label_classification" in card and "top_k=None" in card
