@@ -197,9 +197,11 @@ def evaluate_test_split(
     missing = labelled_test_split(dm)
     if missing is not None:
         return None, missing
+    # The first ModelCheckpoint is the monitored one (the configs add a second one that only keeps last.ckpt); its
+    # path is given explicitly, as "best" would make Lightning warn about the several checkpoint callbacks.
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
-    ckpt_path = "best" if best else None
+    ckpt_path = best or None
     # weights_only=False: the checkpoint is the one this run has just written (it holds the random states).
     results = trainer.test(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False, weights_only=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
