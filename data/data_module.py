@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
+from datasets import Dataset, DatasetDict, concatenate_datasets
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
-from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
+from data.augment import (  # noqa: F401 (augment_problems, word_replacement_copies, words_per_row: public here before)
+    Augment,
+    augment_problems,
+    word_replacement_copies,
+    words_per_row,
+)
 from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names: public names of this module before)
     LabelNames,
     label_count_problems,
@@ -30,7 +34,7 @@ from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names
     to_targets,
 )
 from data.loading import LengthGroupedSampler, ResumableDataLoader
-from data.sources import (
+from data.sources import (  # noqa: F401 (LABEL_FIELDS: public here before)
     LABEL_FIELDS,
     DataError,
     DataSource,
@@ -39,7 +43,8 @@ from data.sources import (
     load_source,
     names_beside,
 )
-from data.teacher_outputs import TeacherOutputs, teacher_token_rows
+from data.splits import check_splits, select_splits
+from data.teacher_outputs import TeacherOutputs, teacher_rows, teacher_token_rows  # noqa: F401 (teacher_token_rows)
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
     cache_root,
@@ -48,20 +53,20 @@ from data.teacher_store import (  # noqa: F401 (re-exported: the store's public 
     row_digests,
     teacher_logits,
 )
+from data.transfer import (  # noqa: F401 (source_name, text_features: defined here before, as private names)
+    TransferLoader,
+    augment_copies,
+    augment_row_count,
+    describe_rows,
+    parse_augment,
+)
+from data.transfer import source_name as _source_name
+from data.transfer import text_features as _text_features  # noqa: F401
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TEACHER_LOGITS = "teacher_logits"
 #: Label of transfer rows (no label): the ignore index of ``torch.nn.functional.cross_entropy``.
 IGNORE_INDEX = -100
-
-
-def _source_name(source: object) -> str:
-    """How a data source is named in messages and hyperparameters (a path or name, else its type)."""
-    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-
-
-def _text_features(fields: list[str]) -> Features:
-    return Features({f: Value("string") for f in fields})
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -197,18 +202,8 @@ class ClfDataModule(pl.LightningDataModule):
                 problems.append(f"{name}={value!r}: expected a positive integer")
         problems.extend(label_name_problems(label_names))
         problems.extend(problem_type_problems(problem_type))
-        if isinstance(augment, dict):  # given as a mapping by Python code
-            unknown = sorted(set(augment) - set(Augment.__dataclass_fields__))
-            if unknown:
-                problems.append(
-                    f"augment (--data.augment) has unknown key(s) {unknown}; expected keys among "
-                    f"{list(Augment.__dataclass_fields__)}"
-                )
-            augment = Augment(**{k: v for k, v in augment.items() if k in Augment.__dataclass_fields__})
-        if augment is not None and not isinstance(augment, Augment):
-            problems.append(f"augment (--data.augment)={augment!r}: expected null or a mapping of Augment settings")
-        elif augment is not None:
-            problems.extend(augment_problems(augment))
+        augment, found = parse_augment(augment)
+        problems.extend(found)
         if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
             problems.append(f"sample_seed (--data.sample_seed)={sample_seed!r}: expected an integer or null")
         if not isinstance(rest_as_unlabeled, bool):
@@ -233,7 +228,7 @@ class ClfDataModule(pl.LightningDataModule):
         self.test_split = test_split
 
         raw = load_source(dataset, subset)
-        self.raw = self._select_splits(raw, train_split, val_split, test_split, val_fraction, seed)
+        self.raw = select_splits(raw, train_split, val_split, test_split, val_fraction, seed)
         columns = self.raw["train"].column_names
         self.text_fields = detect_text_fields(columns, text_fields)
         self.label_field = detect_label_field(columns, label_field)
@@ -244,16 +239,13 @@ class ClfDataModule(pl.LightningDataModule):
         self.label_kinds, self.problem_type = info.kinds, info.problem_type
         for note in info.notes:
             self._note(note)
-        self.label_names = resolve_label_names(
-            self.raw, self.label_field, label_names, num_labels, self.problem_type
-        )
-        self._validate()
+        self.label_names = resolve_label_names(self.raw, self.label_field, label_names, num_labels, self.problem_type)
+        check_splits(self.raw, self.text_fields, self.label_field, self.num_labels, self.problem_type)
         #: Precomputed teacher outputs (empty, ``active`` False, when the data carries none).
         self.outputs = TeacherOutputs(
             teacher_outputs, teacher_outputs_field, teacher_outputs_kind, teacher_outputs_key, self.num_labels
         )
-        for split, rows in self.raw.items():
-            self.outputs.collect(rows, self.text_fields, f"split {split!r}")
+        self.outputs.collect_splits(self.raw, self.text_fields)
         self.teacher_tokenizer: PreTrainedTokenizerBase | None = None  # set when the student reads its own tokens
         rest = None
         if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
@@ -263,8 +255,9 @@ class ClfDataModule(pl.LightningDataModule):
         if max_eval_samples is not None and max_eval_samples < len(self.raw["validation"]):
             self.raw["validation"] = self.raw["validation"].select(range(max_eval_samples))
         #: Transfer rows by origin (``unlabeled``, ``rest``, later ``augment``): text fields only, no label.
-        self.transfer: dict[str, Dataset] = {}
-        self._load_transfer(
+        self.transfer: dict[str, Dataset] = TransferLoader(
+            self.raw, self.text_fields, self.label_field, seed, self.outputs, self._note
+        ).load(
             unlabeled,
             unlabeled_subset,
             unlabeled_split,
@@ -273,11 +266,9 @@ class ClfDataModule(pl.LightningDataModule):
             rest if rest_as_unlabeled else None,
             rest_as_unlabeled,
             max_train_samples,
+            self.augment,
         )
-        parts = {f"split {k!r}": v for k, v in self.raw.items()}
-        parts.update({f"transfer {k!r}": v for k, v in self.transfer.items()})
-        self.outputs.problems.extend(self.outputs.coverage_problems(parts, self.text_fields))
-        self.outputs.raise_problems()
+        self.outputs.check_rows(self.raw, self.transfer, self.text_fields)
         if self.outputs.active:
             self._note(self.outputs.describe())
         self.tokenized: DatasetDict | None = None
@@ -311,198 +302,11 @@ class ClfDataModule(pl.LightningDataModule):
             self._tokenizer = load_tokenizer(self.tokenizer_source)
         return self._tokenizer
 
-    # ------------------------------------------------------------------ loading and validation
-    @staticmethod
-    def _select_splits(
-        raw: DatasetDict, train: str, val: str, test: str | None, val_fraction: float, seed: int
-    ) -> DatasetDict:
-        problems = []
-        if train not in raw:
-            problems.append(f"train_split={train!r} not found; available splits: {list(raw)}")
-        if test is not None and test not in raw:
-            problems.append(f"test_split={test!r} not found; available splits: {list(raw)}")
-        if problems:
-            raise DataError(problems)
-        if val in raw:
-            out = DatasetDict(train=raw[train], validation=raw[val])
-        elif len(raw[train]) < 2:
-            raise DataError([f"split {train!r} has {len(raw[train])} examples; cannot hold out a validation split"])
-        else:
-            parts = raw[train].train_test_split(test_size=val_fraction, seed=seed)
-            out = DatasetDict(train=parts["train"], validation=parts["test"])
-        if test is not None:
-            out["test"] = raw[test]
-        return out
-
-    def _validate(self) -> None:
-        problems = label_count_problems(self.num_labels, self.problem_type, self.label_field)
-        for split, ds in self.raw.items():
-            if len(ds) == 0:
-                problems.append(f"split {split!r} is empty; expected at least one example")
-                continue
-            missing = [f for f in (*self.text_fields, self.label_field) if f not in ds.column_names]
-            if missing:
-                problems.append(f"split {split!r} lacks column(s) {missing}; existing columns: {ds.column_names}")
-                continue
-            labels = ds[self.label_field]
-            if split == "test" and all(v == -1 for v in labels):
-                continue  # unlabelled test set
-            problems.extend(label_problems(split, labels, self.label_field, self.num_labels, self.problem_type))
-            for field in self.text_fields:
-                texts = ds[field]
-                bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-                if bad is not None:
-                    problems.append(
-                        f"split {split!r}, row {bad}: text field {field!r} is {texts[bad]!r}; expected a string"
-                    )
-        if problems:
-            raise DataError(problems)
-
     # ------------------------------------------------------------------ transfer set
     def _note(self, message: str) -> None:
         """Keep and log a remark about the data (shown once, on the main process)."""
         self.notes.append(message)
         rank_zero_info(message)
-
-    def _load_transfer(
-        self,
-        unlabeled: DataSource | None,
-        subset: str | None,
-        split: str | None,
-        text_fields: str | list[str] | None,
-        max_samples: int | None,
-        rest: Dataset | None,
-        rest_as_unlabeled: bool,
-        max_train_samples: int | None,
-    ) -> None:
-        """Load and check every transfer source; report every problem at once (:class:`DataError`)."""
-        problems: list[str] = []
-        if rest_as_unlabeled:
-            if max_train_samples is None:
-                problems.append(
-                    "rest_as_unlabeled (--data.rest_as_unlabeled)=True but max_train_samples is None; expected "
-                    "max_train_samples (the size of the labelled sample) so that the other training rows become "
-                    "the transfer set"
-                )
-            elif rest is None or len(rest) == 0:
-                problems.append(
-                    f"rest_as_unlabeled=True but max_train_samples={max_train_samples} keeps all "
-                    f"{len(self.raw['train'])} training rows: the transfer set is empty; expected max_train_samples "
-                    "below the training split's size"
-                )
-            else:
-                self.transfer["rest"] = rest.select_columns(self.text_fields)
-        if unlabeled is not None:
-            problems.extend(self._load_unlabeled(unlabeled, subset, split, text_fields, max_samples))
-        elif any(v is not None for v in (subset, split, text_fields, max_samples)):
-            given = {
-                k: v
-                for k, v in (
-                    ("unlabeled_subset", subset),
-                    ("unlabeled_split", split),
-                    ("unlabeled_text_fields", text_fields),
-                    ("max_unlabeled_samples", max_samples),
-                )
-                if v is not None
-            }
-            problems.append(f"{given} given but unlabeled (--data.unlabeled) is None; expected an unlabelled source")
-        if self.augment is not None and not problems:
-            eligible = sum(n >= self.augment.min_words for n in words_per_row(self.raw["train"], self.text_fields))
-            if eligible == 0:
-                problems.append(
-                    f"augment.min_words (--data.augment.min_words)={self.augment.min_words}: no labelled training "
-                    "example has that many words, so augmentation makes no rows; expected a smaller value"
-                )
-        if problems:
-            raise DataError(problems)
-        if self.transfer:
-            leaked = self._drop_evaluation_texts()
-            if leaked:
-                self._note(f"transfer set: {leaked} row(s) whose text is also in the validation or test split dropped")
-            empty = [name for name, rows in self.transfer.items() if len(rows) == 0]
-            if empty:
-                raise DataError(
-                    [
-                        f"the transfer set from {empty} is empty once rows that are also in the validation or test "
-                        "split are dropped; expected at least one other row"
-                    ]
-                )
-
-    def _load_unlabeled(
-        self,
-        source: DataSource,
-        subset: str | None,
-        split: str | None,
-        text_fields: str | list[str] | None,
-        max_samples: int | None,
-    ) -> list[str]:
-        name = _source_name(source)
-        raw = load_source(source, subset)
-        if split is None:
-            split = "train" if "train" in raw else (next(iter(raw)) if len(raw) == 1 else None)
-            if split is None:
-                return [
-                    f"unlabeled={name!r} has splits {list(raw)} and none is 'train'; expected unlabeled_split "
-                    "(--data.unlabeled_split) naming the one to use"
-                ]
-        elif split not in raw:
-            return [f"unlabeled_split={split!r} not found in unlabeled={name!r}; available splits: {list(raw)}"]
-        rows = raw[split]
-        columns = rows.column_names
-        if text_fields is None and all(f in columns for f in self.text_fields):
-            fields = list(self.text_fields)
-        else:
-            try:
-                fields = detect_text_fields(columns, text_fields)
-            except DataError as err:
-                flag = "unlabeled_text_fields (--data.unlabeled_text_fields)"
-                return [f"unlabeled={name!r} (split {split!r}): {p} ({flag})" for p in err.problems]
-        if len(fields) != len(self.text_fields):
-            kinds = {1: "a single text", 2: "a sentence pair"}
-            return [
-                f"unlabeled={name!r} has text field(s) {fields} ({kinds[len(fields)]}) but the labelled data has "
-                f"{self.text_fields} ({kinds[len(self.text_fields)]}); expected the same kind of input (set "
-                "unlabeled_text_fields, --data.unlabeled_text_fields, to the matching column(s))"
-            ]
-        problems = []
-        for field in fields:
-            texts = rows[field]
-            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-            if bad is not None:
-                problems.append(
-                    f"unlabeled={name!r}, row {bad}: text field {field!r} is {texts[bad]!r}; expected a string"
-                )
-        if len(rows) == 0:
-            problems.append(f"unlabeled={name!r} (split {split!r}) has no rows: the transfer set is empty")
-        if problems:
-            return problems
-        labels = [c for c in columns if c == self.label_field or c in LABEL_FIELDS]
-        if labels:
-            self._note(f"unlabeled={name!r}: column(s) {labels} ignored: transfer rows are labelled by the teacher")
-        self.outputs.collect(rows, fields, f"unlabeled={name!r}")
-        rows = rows.select_columns(fields)
-        if fields != self.text_fields:
-            rows = rows.rename_columns(dict(zip(fields, self.text_fields, strict=True)))
-        if max_samples is not None and max_samples < len(rows):
-            rows = rows.shuffle(seed=self.seed).select(range(max_samples))
-        self.transfer["unlabeled"] = rows
-        return []
-
-    def _drop_evaluation_texts(self) -> int:
-        """Remove transfer rows whose text is also in the validation or test split; return how many."""
-        seen = set()
-        for split in ("validation", "test"):
-            if split in self.raw:
-                seen.update(zip(*(self.raw[split][f] for f in self.text_fields), strict=True))
-        dropped = 0
-        for name, rows in list(self.transfer.items()):
-            keep = [
-                i for i, text in enumerate(zip(*(rows[f] for f in self.text_fields), strict=True)) if text not in seen
-            ]
-            if len(keep) < len(rows):
-                dropped += len(rows) - len(keep)
-                self.transfer[name] = rows.select(keep)
-        return dropped
 
     @property
     def transfer_sources(self) -> list[str]:
@@ -518,10 +322,7 @@ class ClfDataModule(pl.LightningDataModule):
 
     def augment_rows(self) -> int:
         """How many augmented copies the training split gets (known before they are made)."""
-        if self.augment is None:
-            return 0
-        eligible = sum(n >= self.augment.min_words for n in words_per_row(self.raw["train"], self.text_fields))
-        return self.augment.copies * eligible
+        return augment_row_count(self.raw["train"], self.text_fields, self.augment)
 
     def transfer_rows(self) -> int:
         """Transfer rows in the training split: unlabelled rows, left-out training rows and augmented copies."""
@@ -533,13 +334,8 @@ class ClfDataModule(pl.LightningDataModule):
 
     def describe_train_rows(self) -> str:
         """One log line: labelled and transfer rows, the transfer rows by origin."""
-        origin = {"unlabeled": "unlabeled", "rest": "left out of the labelled sample"}
-        parts = [f"{len(rows):,} {origin[name]}" for name, rows in self.transfer.items() if name != "augment"]
-        if self.augment is not None:
-            parts.append(f"{self.augment_rows():,} augmented copies")
-        rows = self.train_rows()
-        detail = f" ({', '.join(parts)})" if parts else ""
-        return f"training rows: {rows['labeled']:,} labelled, {rows['transfer']:,} transfer{detail}"
+        augment_rows = None if self.augment is None else self.augment_rows()
+        return describe_rows(len(self.raw["train"]), self.transfer, augment_rows)
 
     def prepare_transfer(self, teacher: PreTrainedModel) -> None:
         """Make the teacher-dependent transfer rows: the ``augment`` copies (from the teacher's word embeddings).
@@ -552,10 +348,8 @@ class ClfDataModule(pl.LightningDataModule):
         """
         if self.augment is None or "augment" in self.transfer:
             return
-        embeddings = teacher.get_input_embeddings().weight.detach().cpu()
         tokenizer = self.teacher_tokenizer or self.tokenizer
-        copies = word_replacement_copies(self.raw["train"], self.text_fields, tokenizer, embeddings, self.augment)
-        self.transfer["augment"] = Dataset.from_dict(copies, features=_text_features(self.text_fields))
+        self.transfer["augment"] = augment_copies(self.raw["train"], self.text_fields, tokenizer, teacher, self.augment)
         if self.tokenized is not None:
             self._tokenized_transfer["augment"] = self._tokenize(self.transfer["augment"], "augment", transfer=True)
             self._compose_train()
@@ -639,12 +433,13 @@ class ClfDataModule(pl.LightningDataModule):
         teacher_key = model_fingerprint(teacher)
         if getattr(self, "_teacher_key", None) == teacher_key:
             return
+        teacher_tok = (self.teacher_tokenizer, self.text_fields, self.max_length)  # a student with its own tokens
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
             tokenizer = self.teacher_tokenizer or self.tokenizer
             logits, stats = label_rows(
                 teacher,
-                base if self.teacher_tokenizer is None else self._teacher_rows(split),
+                base if self.teacher_tokenizer is None else teacher_rows(self.raw, self.transfer, split, *teacher_tok),
                 batch_size,
                 tokenizer.pad_token_id or 0,
                 teacher_key,
@@ -666,12 +461,6 @@ class ClfDataModule(pl.LightningDataModule):
         if self.teacher_tokenizer is None and self.tokenizer_source is not None:
             self.teacher_tokenizer = self.tokenizer
         self._tokenizer, self.tokenized, self._teacher_key = tokenizer, None, None
-
-    def _teacher_rows(self, split: str) -> Dataset:
-        """The rows of a tokenized split in the teacher's tokens (train: labelled rows, then every transfer part)."""
-        parts = [self.raw["train"], *self.transfer.values()] if split == "train" else [self.raw[split]]
-        parts = [p.select_columns(self.text_fields) for p in parts]
-        return teacher_token_rows(parts, self.teacher_tokenizer, self.text_fields, self.max_length)
 
     def lengths(self, split: str) -> list[int]:
         """Token counts of a tokenized split."""

@@ -256,6 +256,11 @@ class TeacherOutputs:
                     self._put(text, entry[0], f"{where} row {i}", bad)
         self.problems.extend(bad.lines())
 
+    def collect_splits(self, splits: dict[str, Dataset], text_fields: Sequence[str]) -> None:
+        """:meth:`collect` on every split as loaded (``{"train": rows, ...}``, named ``split 'train'`` in messages)."""
+        for split, rows in splits.items():
+            self.collect(rows, text_fields, f"split {split!r}")
+
     # ------------------------------------------------------------------ checks and lookups
     def missing(self, rows: Dataset, text_fields: Sequence[str]) -> list[int]:
         """Indices of the rows that have no teacher outputs."""
@@ -287,6 +292,19 @@ class TeacherOutputs:
         """Raise every problem found so far as one :class:`DataError`."""
         if self.problems:
             raise DataError(self.problems)
+
+    def check_rows(self, splits: dict[str, Dataset], transfer: dict[str, Dataset], text_fields: Sequence[str]) -> None:
+        """Raise every problem found so far, rows without outputs included, as one :class:`DataError`.
+
+        Args:
+            splits: The labelled splits as the data module keeps them (``{"train": rows, ...}``).
+            transfer: The transfer rows by origin (:mod:`data.transfer`).
+            text_fields: Their text field(s).
+        """
+        parts = {f"split {k!r}": v for k, v in splits.items()}
+        parts.update({f"transfer {k!r}": v for k, v in transfer.items()})
+        self.problems.extend(self.coverage_problems(parts, text_fields))
+        self.raise_problems()
 
     def describe(self) -> str:
         """One log line: where the outputs came from and how many texts they cover."""
@@ -331,3 +349,20 @@ def _tokenize_texts(
 ) -> dict[str, list]:
     enc = tokenizer(*(batch[f] for f in text_fields), truncation=True, max_length=max_length)
     return {k: v for k, v in enc.items() if k in ("input_ids", "token_type_ids")}
+
+
+def teacher_rows(
+    splits: dict[str, Dataset],
+    transfer: dict[str, Dataset],
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    text_fields: Sequence[str],
+    max_length: int,
+) -> Dataset:
+    """The rows of a data module's tokenized split in the teacher's tokens (:func:`teacher_token_rows`).
+
+    ``train`` holds the labelled rows, then every transfer part (in the order of ``transfer``); another split its rows.
+    """
+    parts = [splits["train"], *transfer.values()] if split == "train" else [splits[split]]
+    parts = [p.select_columns(list(text_fields)) for p in parts]
+    return teacher_token_rows(parts, tokenizer, text_fields, max_length)
