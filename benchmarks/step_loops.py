@@ -136,7 +136,7 @@ def recipe_step(
 def distiller_step(
     distiller: BaseDistiller, optimizer: torch.optim.Optimizer, settings: Settings, distill: Callable | None = None
 ) -> Step:
-    """One ``BaseDistiller`` training step without Lightning: ``distill`` + ``_total`` + backward + AdamW step.
+    """One ``BaseDistiller`` training step without Lightning: ``distill`` + ``total_loss`` + backward + AdamW step.
 
     Args:
         distiller: The distiller (its ``use_teacher_cache`` decides whether cached teacher logits are used).
@@ -151,7 +151,7 @@ def distiller_step(
     def step(batch: Batch) -> None:
         with settings.autocast():
             losses, s_logits, _ = run(batch)
-            loss = distiller._total(losses, s_logits, batch["labels"])["loss"]
+            loss = distiller.total_loss(losses, s_logits, batch["labels"])["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -8,7 +8,6 @@ keep their fast attention. Learned projections live in the adaptors, never in th
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -25,7 +24,14 @@ from helper.checkpoint import HgCkptIO, HgExport
 from helper.models import load_classifier, position_problem, student_from_config, student_from_layers
 from helper.module import ClfModule, labelled_rows
 from helper.taps import ModelTaps
-from helper.teacher_source import VOCAB_KEYS, check_teacher_source, own_vocabulary, own_vocabulary_student
+from helper.teacher_source import (
+    VOCAB_KEYS,
+    check_model_labels,
+    check_student_vocab,
+    check_teacher_source,
+    own_vocabulary,
+    own_vocabulary_student,
+)
 from helper.training import check_hparams
 
 __all__ = ["BaseDistiller", "InterDistiller", "PredDistiller", "HgCkptIO", "HgExport", "make_student"]
@@ -156,12 +162,12 @@ class BaseDistiller(ClfModule):
         if isinstance(teacher, str):
             teacher = load_classifier(teacher, num_labels=num_labels, require_head=True)
         if teacher is not None:
-            self._check_labels(teacher, "teacher", dm)
+            check_model_labels(teacher, "teacher", dm)
         student_model = make_student(student, teacher, dm)
-        self._check_labels(student_model, "student", dm)
+        check_model_labels(student_model, "student", dm)
         if dm is not None:  # the exported student carries the data's class names
             student_model.config.id2label, student_model.config.label2id = dm.id2label, dm.label2id
-        self._check_vocab(teacher, student_model, student, dm)
+        check_student_vocab(teacher, student_model, student, dm)
 
         s_dims = ModelDims.from_config(student_model.config)
         t_dims = ModelDims.from_config(teacher.config) if teacher is not None else s_dims
@@ -214,45 +220,6 @@ class BaseDistiller(ClfModule):
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
             problems.append(f"temperature={temperature!r}: expected a number > 0")
         return problems
-
-    @staticmethod
-    def _check_labels(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
-        """The model's label count matches the data's; a teacher's class names, when it has real ones, too.
-
-        A teacher trained on ``NOT``/``OFF`` and data whose names come in another order (``["OFF", "NOT"]``) would
-        distil swapped classes without any error, so the names and their order must agree unless one side only has
-        the default ``LABEL_i`` names.
-        """
-        ClfModule.check_label_count(model, role, dm)
-        if dm is None or role != "teacher":
-            return
-        names = [str(model.config.id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels)]
-        data_names = [str(n) for n in dm.label_names]
-        default = [f"LABEL_{i}" for i in range(len(names))]
-        if names != default and data_names != default and names != data_names:
-            raise ValueError(
-                f"teacher has class names {names} (config.id2label) but the data's label names (--data.label_names) "
-                f"are {data_names}; expected the same names in the same order, e.g. "
-                f"--data.label_names '{json.dumps(names)}'"
-            )
-
-    @staticmethod
-    def _check_vocab(teacher: PreTrainedModel, student: PreTrainedModel, spec: Any, dm: ClfDataModule | None) -> None:
-        """The student reads the teacher's vocabulary unless it brings its own tokenizer (see
-        :func:`helper.teacher_source.check_teacher_source`), and has the teacher's label count."""
-        if teacher is None:
-            return
-        own_tokens = own_vocabulary(spec) or (isinstance(spec, str) and dm is not None)
-        if not own_tokens and teacher.config.vocab_size != student.config.vocab_size:
-            raise ValueError(
-                f"student vocab_size={student.config.vocab_size} differs from the teacher's "
-                f"{teacher.config.vocab_size}; expected a student that shares the teacher's tokenizer"
-            )
-        if teacher.config.num_labels != student.config.num_labels:
-            raise ValueError(
-                f"student num_labels={student.config.num_labels} differs from the teacher's "
-                f"{teacher.config.num_labels}; expected the same label count"
-            )
 
     def _layer_map(self, adaptor: Adaptor, t: ModelDims, s: ModelDims) -> list[tuple[int, int]]:
         if adaptor.default_layers is None and adaptor.layers is None:
@@ -354,7 +321,7 @@ class BaseDistiller(ClfModule):
 
         Returns:
             Every adaptor's unweighted loss by adaptor name (see :meth:`adaptor_losses`), the student's logits and
-            the teacher's logits. The training step weighs the losses and adds the hard-label CE (:meth:`_total`).
+            the teacher's logits. The training step weighs the losses and adds the hard-label CE (:meth:`total_loss`).
         """
         inputs = model_inputs(batch)
         t_raw: dict[str, Any] = {}
@@ -393,7 +360,18 @@ class BaseDistiller(ClfModule):
             losses[adaptor.name] = adaptor(t, s)
         return losses
 
-    def _total(self, losses: dict[str, torch.Tensor], s_logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    def total_loss(self, losses: dict[str, torch.Tensor], s_logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The training loss of a batch from its adaptor losses: ``sum_i w_i * adaptor_i + alpha * hard-label loss``.
+
+        Args:
+            losses: Each adaptor's loss by name (:meth:`adaptor_losses`, :meth:`distill`).
+            s_logits: The student's logits, for the hard-label loss (over the labelled rows only).
+            labels: The batch's labels (``-100`` / NaN for transfer rows).
+
+        Returns:
+            ``distill_<name>`` per adaptor, ``distill_loss`` (their weighted sum), ``ce`` (the hard-label loss, only
+            when ``alpha > 0``) and ``loss`` (the total to minimise).
+        """
         parts = {f"distill_{k}": v for k, v in losses.items()}
         distill = sum(a.weight * losses[a.name] for a in self.adaptors)
         parts["distill_loss"] = distill
@@ -408,7 +386,7 @@ class BaseDistiller(ClfModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One distillation step; logs every adaptor's loss by name, the total and the learning rate."""
         losses, s_logits, _ = self.distill(batch)
-        parts = self._total(losses, s_logits, batch["labels"])
+        parts = self.total_loss(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         parts["labelled_fraction"] = labelled_rows(batch["labels"]).float().mean()
         self.log_dict({f"train_{k}": v for k, v in parts.items() if k != "loss"}, batch_size=size)
@@ -419,7 +397,7 @@ class BaseDistiller(ClfModule):
         """The evaluation step shared by validation and test: logs ``<split>_loss`` (student CE) and
         ``<split>_distill_loss``; returns student and teacher logits for the metrics."""
         losses, s_logits, t_logits = self.distill(batch)
-        parts = self._total(losses, s_logits, batch["labels"])
+        parts = self.total_loss(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         ce = parts["ce"] if "ce" in parts else self.hard_label_loss(s_logits, batch["labels"])  # computed once
         self.log(f"{split}_loss", ce, prog_bar=split == "val", sync_dist=True, batch_size=size)

@@ -8,11 +8,14 @@
   teacher-logit store) and the student trains on its own. Intermediate adaptors compare the two models token by
   token and need the same tokens.
 
-Every problem is reported at once before training, as a :class:`TeacherSourceError`, naming the flag.
+Every problem is reported at once before training, as a :class:`TeacherSourceError`, naming the flag. The
+distiller's construction checks of the models themselves (:func:`check_model_labels`, :func:`check_student_vocab`)
+live here too.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -22,6 +25,7 @@ from common.resolve import load_tokenizer, resolve_model_path
 from data.data_module import ClfDataModule, check_tokenizers
 from data.vocab import flatten_texts, student_vocabulary, vocab_size_problems
 from helper.models import student_from_config
+from helper.module import ClfModule
 
 if TYPE_CHECKING:
     from adaptors import Adaptor
@@ -191,3 +195,44 @@ def check_teacher_source(
         )
     if problems:
         raise TeacherSourceError(problems)
+
+
+def check_model_labels(model: PreTrainedModel, role: str, dm: ClfDataModule | None) -> None:
+    """The model's label count matches the data's; a teacher's class names, when it has real ones, too.
+
+    A teacher trained on ``NOT``/``OFF`` and data whose names come in another order (``["OFF", "NOT"]``) would
+    distil swapped classes without any error, so the names and their order must agree unless one side only has
+    the default ``LABEL_i`` names.
+    """
+    ClfModule.check_label_count(model, role, dm)
+    if dm is None or role != "teacher":
+        return
+    names = [str(model.config.id2label.get(i, f"LABEL_{i}")) for i in range(model.config.num_labels)]
+    data_names = [str(n) for n in dm.label_names]
+    default = [f"LABEL_{i}" for i in range(len(names))]
+    if names != default and data_names != default and names != data_names:
+        raise ValueError(
+            f"teacher has class names {names} (config.id2label) but the data's label names (--data.label_names) "
+            f"are {data_names}; expected the same names in the same order, e.g. "
+            f"--data.label_names '{json.dumps(names)}'"
+        )
+
+
+def check_student_vocab(
+    teacher: PreTrainedModel | None, student: PreTrainedModel, spec: Any, dm: ClfDataModule | None
+) -> None:
+    """The student reads the teacher's vocabulary unless it brings its own tokenizer (see
+    :func:`check_teacher_source`), and has the teacher's label count."""
+    if teacher is None:
+        return
+    own_tokens = own_vocabulary(spec) or (isinstance(spec, str) and dm is not None)
+    if not own_tokens and teacher.config.vocab_size != student.config.vocab_size:
+        raise ValueError(
+            f"student vocab_size={student.config.vocab_size} differs from the teacher's "
+            f"{teacher.config.vocab_size}; expected a student that shares the teacher's tokenizer"
+        )
+    if teacher.config.num_labels != student.config.num_labels:
+        raise ValueError(
+            f"student num_labels={student.config.num_labels} differs from the teacher's "
+            f"{teacher.config.num_labels}; expected the same label count"
+        )

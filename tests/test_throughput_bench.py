@@ -50,7 +50,7 @@ def test_recipe_loss_is_alpha_ce_plus_t2_kl_and_matches_the_distiller_objective(
 
     distiller = BaseDistiller(teacher, student, [("LogitKD", 1 - alpha)], alpha=alpha, temperature=t).eval()
     losses, d_logits, _ = distiller.distill(batch)
-    torch.testing.assert_close(distiller._total(losses, d_logits, batch["labels"])["loss"], loss)
+    torch.testing.assert_close(distiller.total_loss(losses, d_logits, batch["labels"])["loss"], loss)
 
 
 def test_eager_fed_losses_equal_hook_fed_losses(batch):

@@ -125,7 +125,7 @@ def test_zero_loss_for_a_copy_of_the_teacher(tiny_teacher, batch):
 def test_gradients_reach_only_student_and_projections(tiny_teacher, student4, batch):
     distiller = BaseDistiller(tiny_teacher, student4, INTER + LOGIT, alpha=0.5)
     losses, s_logits, _ = distiller.distill(batch)
-    distiller._total(losses, s_logits, batch["labels"])["loss"].backward()
+    distiller.total_loss(losses, s_logits, batch["labels"])["loss"].backward()
     assert all(p.grad is None and not p.requires_grad for p in distiller.teacher.parameters())
     assert distiller.student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
     projections = [a.proj for a in distiller.adaptors if getattr(a, "proj", None) is not None]
@@ -442,7 +442,7 @@ def test_mix_step_total_weights_each_adaptor_and_alpha(tiny_teacher, tiny_studen
     distiller = BaseDistiller(tiny_teacher, tiny_student, spec, alpha=0.3).eval()
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
-    parts = distiller._total({"HidnTinyBERT": torch.tensor(2.0), "LogitKD": torch.tensor(3.0)}, logits, labels)
+    parts = distiller.total_loss({"HidnTinyBERT": torch.tensor(2.0), "LogitKD": torch.tensor(3.0)}, logits, labels)
     ce = F.cross_entropy(logits, labels)
     assert parts["distill_loss"].item() == pytest.approx(0.25 * 2.0 + 4.0 * 3.0)
     assert parts["ce"].item() == pytest.approx(ce.item())
@@ -452,7 +452,7 @@ def test_mix_step_total_weights_each_adaptor_and_alpha(tiny_teacher, tiny_studen
         losses, s_logits, t_logits = distiller.distill(batch)
         hidden = distiller.adaptors[0](*_taps_of(distiller, batch, 0))
         kd = distiller.adaptors[1](*_taps_of(distiller, batch, 1))
-    total = distiller._total(losses, s_logits, batch["labels"])["loss"]
+    total = distiller.total_loss(losses, s_logits, batch["labels"])["loss"]
     expected = 0.25 * hidden + 4.0 * kd + 0.3 * F.cross_entropy(s_logits, batch["labels"])
     torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
 
