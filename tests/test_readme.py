@@ -66,10 +66,62 @@ def exported_folders_ran(namespace: dict, tmp_path: Path, printed: str) -> None:
     assert len(lines) == 2 and "'label'" in lines[0] and lines[1] in ("negative", "positive"), printed
 
 
+TWEETS = ["so happy today", "this is awful and i am angry", "what a sad day", "tomorrow will be better"]
+
+
+def llm_teacher(tmp_path: Path, minilm_path: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The LLM recipe on a tiny random GPT-2 (offline: ``from_pretrained`` of the snippet's Hub name returns it) and
+    four tweets at ``../shared/data/tweets_unlabeled/train.jsonl`` relative to the snippet's folder."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from data.vocab import train_wordpiece
+
+    prompt_words = "Tweet The emotion of this tweet anger joy optimism or sadness is"
+    tokenizer = train_wordpiece([*TWEETS, prompt_words], 200, min_frequency=1)
+    torch.manual_seed(0)
+    llm = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    ).eval()
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", staticmethod(lambda name, **kw: llm))
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", staticmethod(lambda name, **kw: tokenizer))
+    tweets = tmp_path / "shared" / "data" / "tweets_unlabeled"
+    tweets.mkdir(parents=True)
+    (tweets / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TWEETS))
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    return {}
+
+
+def llm_teacher_ran(namespace: dict, tmp_path: Path, printed: str) -> None:
+    import json
+    import math
+
+    from data.data_module import ClfDataModule
+
+    outputs = tmp_path / "repo" / "llm_outputs.jsonl"
+    rows = [json.loads(line) for line in outputs.read_text().splitlines()]
+    assert [r["text"] for r in rows] == TWEETS
+    for row in rows:
+        assert len(row["teacher_logits"]) == 4 and math.isclose(
+            sum(math.exp(v) for v in row["teacher_logits"]), 1.0, abs_tol=1e-5
+        )
+    data = tmp_path / "labelled"  # the file is what a run reads as teacher outputs
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": i}) + "\n" for i, t in enumerate(TWEETS)))
+    dm = ClfDataModule(
+        str(data), teacher_outputs=str(outputs), val_fraction=0.5, label_names=["anger", "joy", "optimism", "sadness"]
+    )
+    assert dm.outputs.active and len(dm.outputs.table) == len(TWEETS)
+
+
 #: A distinctive line of each snippet -> the setup that gives it its names and files, and the check of its result.
 SETUPS: dict[str, tuple[Callable[..., dict], Callable[[dict, Path, str], None]]] = {
     "distiller = BaseDistiller(": (python_api, python_api_ran),
     "session = ort.InferenceSession(": (exported_folders, exported_folders_ran),
+    "llm = AutoModelForCausalLM.from_pretrained(": (llm_teacher, llm_teacher_ran),
 }
 
 
