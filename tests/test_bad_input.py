@@ -1,8 +1,9 @@
 """The bad-input matrix: each mistake is refused before any training step, with a message naming the field, the
 value and what was expected, and nothing is written to the run or output folders.
 
-Every case goes through the real command-line entry point (``helper.cli.run`` with the shipped configs) in an empty
-working directory, so "nothing written" is checked on the folders the configs would use.
+Every case goes through the real command-line entry point (``helper.cli.run_script``, the scripts of
+``helper.cli.SCRIPTS`` with their shipped configs) in an empty working directory, so "nothing written" is checked on
+the folders the configs would use.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
-from helper.cli import run
-from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
+from helper.cli import SCRIPTS, run_script
 from helper.finetuner import ClfFinetune
-from tests.tiny import tiny_bert
-
-SCRIPTS = {"ms": (BaseDistiller, "distillation_ms.yaml"), "ts1": (InterDistiller, "distillation_ts_1st.yaml")}
-SCRIPTS["ts2"] = (PredDistiller, "distillation_ts_2nd.yaml")
+from tests.tiny import save_tiny_model, tiny_bert
 
 
 @pytest.fixture
@@ -27,8 +24,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: str) -
     """An empty working directory holding a tiny fine-tuned-style teacher folder and a small JSON Lines data set."""
     monkeypatch.chdir(tmp_path)
     teacher = tmp_path / "teacher"
-    tiny_bert(layers=4, hidden=64, heads=4).save_pretrained(teacher)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(teacher)
+    save_tiny_model(teacher, minilm_path, layers=4, hidden=64, heads=4)
     write_data(tmp_path / "data", train=[("a fine day", 1), ("a sad day", 0)] * 8, validation=[("good", 1), ("bad", 0)])
     return tmp_path
 
@@ -42,13 +38,11 @@ def write_data(folder: Path, **splits: list[tuple[object, object]]) -> None:
 
 def refused(workdir: Path, script: str, *args: str, expected: tuple[str, ...]) -> str:
     """Run a script's CLI in-process, expect a refusal naming ``expected``, and check nothing was written."""
-    model_class, config = SCRIPTS[script] if script in SCRIPTS else (ClfFinetune, "finetune.yaml")
-    tokenizer_from = "model.model" if model_class is ClfFinetune else "model.teacher"
     defaults = ["--data.dataset=data", "--trainer.max_steps=1"]
-    if model_class is not ClfFinetune:
+    if SCRIPTS[script].module is not ClfFinetune:
         defaults += ["--model.teacher=teacher", "--model.student={layers: [0, 3]}"]
     with pytest.raises((ValueError, OSError, SystemExit)) as err:
-        run(model_class, config, tokenizer_from=tokenizer_from, args=[*defaults, *args])
+        run_script(script, args=[*defaults, *args])
     message = str(err.value)
     for part in expected:
         assert part in message, (part, message)
@@ -57,18 +51,25 @@ def refused(workdir: Path, script: str, *args: str, expected: tuple[str, ...]) -
 
 
 def test_unknown_adaptor_name(workdir):
-    message = refused(workdir, "ms", "--model.adaptors=[AttnMiniLm]", expected=("AttnMiniLm", "AttnMiniLM"))
+    message = refused(
+        workdir, "distillation_ms", "--model.adaptors=[AttnMiniLm]", expected=("AttnMiniLm", "AttnMiniLM")
+    )
     assert "LogitKD" in message and "HidnTinyBERT" in message  # the valid names are listed
 
 
 def test_logit_adaptor_in_step_one(workdir):
-    refused(workdir, "ts1", "--model.adaptors=[AttnMiniLM, LogitKD]", expected=("LogitKD", "accepts inter adaptors"))
+    refused(
+        workdir,
+        "distillation_ts_1st",
+        "--model.adaptors=[AttnMiniLM, LogitKD]",
+        expected=("LogitKD", "accepts inter adaptors"),
+    )
 
 
 def test_intermediate_adaptor_in_step_two(workdir):
     refused(
         workdir,
-        "ts2",
+        "distillation_ts_2nd",
         "--model.student={layers: [0, 3]}",
         "--model.adaptors=[HidnTinyBERT]",
         expected=("HidnTinyBERT", "accepts logit adaptors"),
@@ -76,16 +77,15 @@ def test_intermediate_adaptor_in_step_two(workdir):
 
 
 def test_teacher_and_student_label_counts_differ(workdir):
-    tiny_bert(layers=2, hidden=32, heads=2, num_labels=3).save_pretrained(workdir / "student3")
-    AutoTokenizer.from_pretrained(workdir / "teacher").save_pretrained(workdir / "student3")
-    refused(workdir, "ms", "--model.student=student3", expected=("num_labels=3", "2 classes"))
+    save_tiny_model(workdir / "student3", workdir / "teacher", layers=2, hidden=32, heads=2, num_labels=3)
+    refused(workdir, "distillation_ms", "--model.student=student3", expected=("num_labels=3", "2 classes"))
 
 
 def test_student_tokenizer_differs(workdir):
     tiny_bert(layers=2, hidden=32, heads=2).save_pretrained(workdir / "cased")
     AutoTokenizer.from_pretrained(workdir / "teacher", do_lower_case=False).save_pretrained(workdir / "cased")
     write_data(workdir / "data", train=[("A Fine Day", 1), ("A Sad Day", 0)] * 8, validation=[("Good", 1), ("Bad", 0)])
-    refused(workdir, "ms", "--model.student=cased", expected=("tokenizers disagree", "A Fine Day"))
+    refused(workdir, "distillation_ms", "--model.student=cased", expected=("tokenizers disagree", "A Fine Day"))
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_missing_text_columns(workdir):
 def test_out_of_range_scalars_reported_together(workdir):
     message = refused(
         workdir,
-        "ms",
+        "distillation_ms",
         "--model.alpha=1.5",
         "--model.temperature=0",
         "--model.lr=-0.1",
@@ -161,13 +161,15 @@ def test_out_of_range_scalars_reported_together(workdir):
 
 
 def test_negative_adaptor_weight(workdir):
-    refused(workdir, "ms", "--model.adaptors=[{name: LogitKD, weight: -1}]", expected=("weight", "-1", ">= 0"))
+    refused(
+        workdir, "distillation_ms", "--model.adaptors=[{name: LogitKD, weight: -1}]", expected=("weight", "-1", ">= 0")
+    )
 
 
 def test_layer_map_out_of_range(workdir):
     refused(
         workdir,
-        "ms",
+        "distillation_ms",
         "--model.adaptors=[{name: HidnTinyBERT, layers: [[0, 7]]}]",
         expected=("adaptors[HidnTinyBERT].layers", "7", "0..3"),
     )
@@ -176,7 +178,7 @@ def test_layer_map_out_of_range(workdir):
 def test_widths_differ_with_projection_off(workdir):
     refused(
         workdir,
-        "ms",
+        "distillation_ms",
         "--model.student={num_layers: 2, hidden_size: 32, num_heads: 2}",
         "--model.adaptors=[{name: HidnTinyBERT, projection: false}]",
         expected=("projection", "32", "64"),
@@ -188,26 +190,28 @@ def test_unsupported_architecture_for_intermediate_adaptors(workdir):
     GPT2ForSequenceClassification(config).save_pretrained(workdir / "gpt2")
     AutoTokenizer.from_pretrained(workdir / "teacher").save_pretrained(workdir / "gpt2")
     gpt2 = ["--model.teacher=gpt2", "--model.adaptors=[HidnTinyBERT]"]
-    refused(workdir, "ms", *gpt2, "--model.student={num_layers: 1}", expected=("gpt2", "supported"))
-    refused(workdir, "ms", *gpt2, "--model.student={layers: [0]}", expected=("gpt2", "supported"))
+    refused(workdir, "distillation_ms", *gpt2, "--model.student={num_layers: 1}", expected=("gpt2", "supported"))
+    refused(workdir, "distillation_ms", *gpt2, "--model.student={layers: [0]}", expected=("gpt2", "supported"))
 
 
 def test_teacher_missing_or_not_a_classifier(workdir):
-    refused(workdir, "ms", "--model.teacher=./nowhere", expected=("./nowhere", "does not exist"))
+    refused(workdir, "distillation_ms", "--model.teacher=./nowhere", expected=("./nowhere", "does not exist"))
     tiny_bert().bert.save_pretrained(workdir / "encoder")
-    refused(workdir, "ms", "--model.teacher=encoder", expected=("encoder", "not a sequence classifier"))
+    refused(workdir, "distillation_ms", "--model.teacher=encoder", expected=("encoder", "not a sequence classifier"))
 
 
 def test_hub_names_offline(workdir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    refused(workdir, "ms", "--model.teacher=someone/some-model", expected=("someone/some-model", "unreachable"))
+    refused(
+        workdir, "distillation_ms", "--model.teacher=someone/some-model", expected=("someone/some-model", "unreachable")
+    )
     refused(workdir, "finetune", "--data.dataset=some_dataset", expected=("some_dataset", "unreachable", "local"))
 
 
 @pytest.mark.parametrize("typo", ["--model.alpah=0.3", "--data.batchsize=8", "--trainer.max_epoch=2"])
 def test_unknown_or_mistyped_keys(workdir, typo, capsys):
     with pytest.raises(SystemExit) as err:
-        run(BaseDistiller, "distillation_ms.yaml", tokenizer_from="model.teacher", args=[typo])
+        run_script("distillation_ms", args=[typo])
     assert err.value.code not in (0, None)
     assert typo.split("=")[0].split(".")[-1] in capsys.readouterr().err
     assert not (workdir / "runs").exists() and not (workdir / "outputs").exists()

@@ -9,17 +9,12 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from benchmarks import distill_compare as compare
-from tests.tiny import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, save_tiny_model
 
 
 @pytest.fixture
 def teacher_folder(tmp_path, minilm_path):
-    folder = tmp_path / "teacher"
-    teacher = tiny_bert(layers=4, hidden=64, heads=4)
-    teacher.config.id2label, teacher.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
-    teacher.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path / "teacher", minilm_path, ["negative", "positive"], layers=4, hidden=64, heads=4)
 
 
 def test_variants_are_saved_and_reported(tmp_path, teacher_folder, capsys):

@@ -7,13 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
-from pytorch_lightning import Trainer
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers.logger import Logger
 
 from data.data_module import ClfDataModule, model_inputs
 from helper.attention_maps import capture_attention, render
 from helper.distiller import BaseDistiller
+from tests.tiny import quick_trainer
 
 
 @pytest.fixture
@@ -41,19 +41,6 @@ class ImageLogger(Logger):
         pass
 
 
-def _trainer(logger, **kwargs) -> Trainer:
-    return Trainer(
-        max_steps=kwargs.pop("max_steps", 2),
-        limit_val_batches=1,
-        val_check_interval=1,
-        logger=logger,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        **kwargs,
-    )
-
-
 def test_maps_equal_the_models_own_attention(dm, tiny_teacher):
     """Recomputed from hooked q/k on an SDPA model = eager output_attentions, averaged over heads, real tokens only."""
     dm.setup()
@@ -79,7 +66,8 @@ def test_distiller_logs_teacher_and_student_maps_each_validation_epoch(dm, tiny_
     assert not torch.allclose(maps.teacher[1], maps.student[1])  # different models, different maps
     assert maps.tokens[0] == "[CLS]"
     logger = ImageLogger()
-    _trainer(logger, max_steps=3).fit(distiller, dm)  # sanity check + 3 validations (val_check_interval=1)
+    # sanity check + 3 validations (val_check_interval=1)
+    quick_trainer(logger=logger, max_steps=3, val_check_interval=1, num_sanity_val_steps=2).fit(distiller, dm)
     keys = [key for key, *_ in logger.images]
     assert keys == ["attention_maps"] * 3  # none from the sanity check
     key, image, step, caption = logger.images[-1]
@@ -99,7 +87,7 @@ def test_maps_reach_tensorboard(tmp_path, dm, tiny_teacher, tiny_student):
 
     distiller = BaseDistiller(tiny_teacher, tiny_student, ["AttnMiniLM"], dm, attention_maps=True)
     logger = TensorBoardLogger(tmp_path, name="tb")
-    _trainer(logger, max_steps=1).fit(distiller, dm)
+    quick_trainer(logger=logger, max_steps=1, val_check_interval=1, num_sanity_val_steps=2).fit(distiller, dm)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert events.Tags()["images"] == ["attention_maps"]

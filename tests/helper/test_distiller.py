@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_
 from helper.finetuner import HgCkptIO
 from tests.adaptors.helpers import dims, run_model
 from tests.tiny import pad_batch, tiny_bert
+from tests.tiny import quick_trainer as tiny_quick_trainer
 
 INTER = [
     "AttnMiniLM",
@@ -33,10 +35,8 @@ INTER = [
 LOGIT = ["LogitKD", "LogitCE", "LogitMSE"]
 
 
-def quick_trainer(**kwargs) -> Trainer:
-    opts = dict(max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    opts.update(kwargs)
-    return Trainer(enable_checkpointing=opts.pop("enable_checkpointing", False), **opts)
+#: The shared test trainer, with Lightning's sanity check (these tests always ran it).
+quick_trainer = partial(tiny_quick_trainer, num_sanity_val_steps=2)
 
 
 @pytest.fixture

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from pytorch_lightning import Trainer
 
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
 from helper.distiller import BaseDistiller
+from tests.tiny import quick_trainer as tiny_quick_trainer
 from tests.tiny import tiny_bert
 
 UNLABELED = [f"an unseen review number {i} of a film" for i in range(12)]
 
 
-def quick_trainer(**kwargs) -> Trainer:
-    opts = dict(max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return Trainer(enable_checkpointing=False, **{**opts, **kwargs})
+#: The shared test trainer, 3 steps and Lightning's sanity check (as these tests always ran).
+quick_trainer = partial(tiny_quick_trainer, max_steps=3, num_sanity_val_steps=2)
 
 
 @pytest.fixture

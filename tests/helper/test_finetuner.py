@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokeniz
 from data.data_module import ClfDataModule
 from helper.finetuner import ClfFinetune
 from helper.training import flatten_metrics
-from tests.tiny import shared_data, tiny_bert
+from tests.tiny import quick_trainer, shared_data, tiny_bert
 
 EMOTIONS = ["anger", "joy", "optimism", "sadness"]
 PEAK = 1e-3
@@ -31,21 +31,6 @@ def dm(toy_dataset: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> ClfDataM
 
 def small_model(num_labels: int = 2, seed: int = 0):
     return tiny_bert(layers=1, hidden=32, heads=2, num_labels=num_labels, seed=seed)
-
-
-def make_trainer(callbacks: list | None = None, **kwargs) -> pl.Trainer:
-    kwargs.setdefault("max_steps", 2)
-    kwargs.setdefault("limit_val_batches", 1)
-    kwargs.setdefault("num_sanity_val_steps", 0)
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        callbacks=callbacks or [],
-        **kwargs,
-    )
 
 
 # ---------------------------------------------------------------------------------------------- construction
@@ -121,7 +106,7 @@ def test_model_trains_in_train_mode_after_validation(dm: ClfDataModule) -> None:
     model = small_model().eval()  # as transformers v5 from_pretrained returns it
     module = ClfFinetune(model, dm)
     probe = ModeProbe()
-    trainer = make_trainer([probe], max_steps=2, val_check_interval=1, num_sanity_val_steps=1)
+    trainer = quick_trainer(callbacks=[probe], max_steps=2, val_check_interval=1, num_sanity_val_steps=1)
     trainer.fit(module, dm)
     assert len(probe.train_states) == 2
     assert all(state == (True, True, True, True) for state in probe.train_states), probe.train_states
@@ -142,7 +127,7 @@ class LrProbe(pl.Callback):
 def test_linear_warmup_then_decay_to_zero_over_max_steps(dm: ClfDataModule) -> None:
     module = ClfFinetune(small_model(), dm, lr=PEAK, warmup_ratio=0.3)
     probe = LrProbe()
-    trainer = make_trainer([probe], max_steps=10, limit_val_batches=0)
+    trainer = quick_trainer(callbacks=[probe], max_steps=10, limit_val_batches=0)
     trainer.fit(module, dm)
     expected = [PEAK * s / 3 for s in range(3)] + [PEAK * (10 - s) / 7 for s in range(3, 10)]
     assert probe.lrs == pytest.approx(expected, rel=1e-6, abs=1e-12)
@@ -164,7 +149,9 @@ def test_schedule_uses_estimated_stepping_batches(dm: ClfDataModule) -> None:
     probe = LrProbe()
     order = OrderProbe()
     # 32 examples / batch 8 = 4 batches per epoch, 2 epochs, 2 batches per optimizer step -> 4 optimizer steps
-    trainer = make_trainer([probe, order], max_steps=-1, max_epochs=2, accumulate_grad_batches=2, limit_val_batches=0)
+    trainer = quick_trainer(
+        callbacks=[probe, order], max_steps=-1, max_epochs=2, accumulate_grad_batches=2, limit_val_batches=0
+    )
     trainer.fit(module, dm)
     assert sorted(order.orders) == [0, 1]
     assert order.orders[0] != order.orders[1]  # Lightning calls set_epoch on the length-grouped sampler
@@ -176,7 +163,7 @@ def test_schedule_uses_estimated_stepping_batches(dm: ClfDataModule) -> None:
 
 def test_no_weight_decay_on_biases_and_layer_norms(dm: ClfDataModule) -> None:
     module = ClfFinetune(small_model(), dm, weight_decay=0.05)
-    trainer = make_trainer(max_steps=1, limit_val_batches=0)
+    trainer = quick_trainer(max_steps=1, limit_val_batches=0)
     trainer.fit(module, dm)
     names = {id(p): n for n, p in module.model.named_parameters()}
     decay_of = {}
@@ -224,7 +211,7 @@ def check_logged(metrics: dict, expected: dict, names: list[str]) -> None:
 
 def test_metrics_for_two_classes(dm: ClfDataModule) -> None:
     module = ClfFinetune(small_model(seed=5), dm)
-    trainer = make_trainer(limit_val_batches=None)
+    trainer = quick_trainer(limit_val_batches=None)
     (metrics,) = trainer.validate(module, dm, verbose=False)
     check_logged(metrics, expected_metrics(module, dm.val_dataloader(), 2), ["negative", "positive"])
     batch = next(iter(dm.val_dataloader()))
@@ -243,7 +230,7 @@ def test_metrics_for_four_classes(tokenizer: PreTrainedTokenizerBase) -> None:
         batch_size=8,
     )
     module = ClfFinetune(small_model(num_labels=4, seed=2), dm)
-    trainer = make_trainer(limit_val_batches=None)
+    trainer = quick_trainer(limit_val_batches=None)
     (metrics,) = trainer.validate(module, dm, verbose=False)
     check_logged(metrics, expected_metrics(module, dm.val_dataloader(), 4), EMOTIONS)
 
@@ -264,6 +251,6 @@ def test_a_few_steps_reduce_the_loss(toy_dataset: DatasetDict, tokenizer: PreTra
     dm = ClfDataModule(data, tokenizer=tokenizer, batch_size=8, max_length=16)
     module = ClfFinetune(small_model(seed=4), dm, lr=1e-2, warmup_ratio=0.0, weight_decay=0.0)
     before = mean_train_loss(module, dm)
-    make_trainer(max_steps=20, limit_val_batches=0).fit(module, dm)  # tiny random BERTs start slowly
+    quick_trainer(max_steps=20, limit_val_batches=0).fit(module, dm)  # tiny random BERTs start slowly
     after = mean_train_loss(module, dm)
     assert after < before - 0.05, (before, after)

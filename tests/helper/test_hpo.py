@@ -13,12 +13,11 @@ import torch
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from transformers import AutoTokenizer
 
 from helper import hpo
 from helper.cli import run
 from helper.distiller import BaseDistiller
-from tests.tiny import REPO_ROOT, tiny_bert
+from tests.tiny import REPO_ROOT, save_tiny_model
 
 BASE = REPO_ROOT / "configs" / "distillation_ms.yaml"
 
@@ -327,8 +326,7 @@ def test_an_interrupted_trial_fails_and_the_next_run_finishes_the_study(tmp_path
 def test_a_tiny_study_trains_then_resumes_with_continued_trial_numbers(tmp_path, monkeypatch, minilm_path, capsys):
     monkeypatch.chdir(tmp_path)
     teacher = tmp_path / "teacher"
-    tiny_bert(layers=4, hidden=64, heads=4).save_pretrained(teacher)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(teacher)
+    save_tiny_model(teacher, minilm_path, layers=4, hidden=64, heads=4)
     overrides = {
         "model.teacher": str(teacher),
         "model.student": {"layers": [0, 3]},
