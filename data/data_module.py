@@ -43,7 +43,7 @@ from data.sources import (  # noqa: F401 (LABEL_FIELDS: public here before)
     load_source,
     names_beside,
 )
-from data.splits import check_splits, select_splits
+from data.splits import check_splits, select_splits, setting_problems, take_samples
 from data.teacher_outputs import TeacherOutputs, teacher_rows, teacher_token_rows  # noqa: F401 (teacher_token_rows)
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
@@ -186,28 +186,14 @@ class ClfDataModule(pl.LightningDataModule):
         teacher_outputs_key: str = "text",
     ) -> None:
         super().__init__()
-        problems = []
-        if not 0.0 < val_fraction < 1.0:
-            problems.append(f"val_fraction={val_fraction!r}: expected a number in (0, 1)")
-        for name, value in (
-            ("max_length", max_length),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("max_train_samples", max_train_samples),
-            ("max_eval_samples", max_eval_samples),
-            ("num_labels", num_labels),
-            ("max_unlabeled_samples", max_unlabeled_samples),
-        ):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                problems.append(f"{name}={value!r}: expected a positive integer")
+        counts = {"max_length": max_length, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
+        counts.update(max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, num_labels=num_labels)
+        counts["max_unlabeled_samples"] = max_unlabeled_samples
+        problems = setting_problems(val_fraction, counts, sample_seed, rest_as_unlabeled)
         problems.extend(label_name_problems(label_names))
         problems.extend(problem_type_problems(problem_type))
         augment, found = parse_augment(augment)
         problems.extend(found)
-        if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
-            problems.append(f"sample_seed (--data.sample_seed)={sample_seed!r}: expected an integer or null")
-        if not isinstance(rest_as_unlabeled, bool):
-            problems.append(f"rest_as_unlabeled (--data.rest_as_unlabeled)={rest_as_unlabeled!r}: expected true/false")
         if problems:
             raise DataError(problems)
         self.save_hyperparameters(ignore=["dataset", "tokenizer", "unlabeled", "augment"])
@@ -247,13 +233,7 @@ class ClfDataModule(pl.LightningDataModule):
         )
         self.outputs.collect_splits(self.raw, self.text_fields)
         self.teacher_tokenizer: PreTrainedTokenizerBase | None = None  # set when the student reads its own tokens
-        rest = None
-        if max_train_samples is not None and max_train_samples < len(self.raw["train"]):
-            shuffled = self.raw["train"].shuffle(seed=seed if sample_seed is None else sample_seed)
-            self.raw["train"] = shuffled.select(range(max_train_samples))
-            rest = shuffled.select(range(max_train_samples, len(shuffled)))
-        if max_eval_samples is not None and max_eval_samples < len(self.raw["validation"]):
-            self.raw["validation"] = self.raw["validation"].select(range(max_eval_samples))
+        rest = take_samples(self.raw, max_train_samples, max_eval_samples, seed if sample_seed is None else sample_seed)
         #: Transfer rows by origin (``unlabeled``, ``rest``, later ``augment``): text fields only, no label.
         self.transfer: dict[str, Dataset] = TransferLoader(
             self.raw, self.text_fields, self.label_field, seed, self.outputs, self._note

@@ -10,6 +10,30 @@ from data.labels import label_count_problems, label_problems
 from data.sources import DataError
 
 
+def setting_problems(
+    val_fraction: float, counts: dict[str, object], sample_seed: object, rest_as_unlabeled: object
+) -> list[str]:
+    """Every out-of-range or mistyped sampling setting of a data module (``counts``: settings that are positive ints).
+
+    Args:
+        val_fraction: Fraction of train held out when there is no validation split, in (0, 1).
+        counts: Settings that must be positive integers or None, by name (``max_length``, ``batch_size``, ...).
+        sample_seed: Seed of the labelled sample, an integer or None.
+        rest_as_unlabeled: Whether the rows left out of the labelled sample join the transfer set, a bool.
+    """
+    problems = []
+    if not 0.0 < val_fraction < 1.0:
+        problems.append(f"val_fraction={val_fraction!r}: expected a number in (0, 1)")
+    for name, value in counts.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            problems.append(f"{name}={value!r}: expected a positive integer")
+    if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
+        problems.append(f"sample_seed (--data.sample_seed)={sample_seed!r}: expected an integer or null")
+    if not isinstance(rest_as_unlabeled, bool):
+        problems.append(f"rest_as_unlabeled (--data.rest_as_unlabeled)={rest_as_unlabeled!r}: expected true/false")
+    return problems
+
+
 def select_splits(
     raw: DatasetDict, train: str, val: str, test: str | None, val_fraction: float, seed: int
 ) -> DatasetDict:
@@ -72,3 +96,18 @@ def check_splits(
         problems.extend(text_problems(ds, text_fields, f"split {split!r}"))
     if problems:
         raise DataError(problems)
+
+
+def take_samples(
+    raw: DatasetDict, max_train_samples: int | None, max_eval_samples: int | None, seed: int
+) -> Dataset | None:
+    """Keep a seeded random sample of ``max_train_samples`` training rows and the first ``max_eval_samples``
+    validation rows of ``raw`` (in place); return the training rows left out of the sample (None: none taken)."""
+    rest = None
+    if max_train_samples is not None and max_train_samples < len(raw["train"]):
+        shuffled = raw["train"].shuffle(seed=seed)
+        raw["train"] = shuffled.select(range(max_train_samples))
+        rest = shuffled.select(range(max_train_samples, len(shuffled)))
+    if max_eval_samples is not None and max_eval_samples < len(raw["validation"]):
+        raw["validation"] = raw["validation"].select(range(max_eval_samples))
+    return rest
