@@ -44,7 +44,7 @@ from data.sources import (  # noqa: F401 (LABEL_FIELDS: public here before)
     names_beside,
 )
 from data.splits import check_splits, select_splits, setting_problems, take_samples
-from data.teacher_outputs import TeacherOutputs, teacher_rows, teacher_token_rows  # noqa: F401 (teacher_token_rows)
+from data.teacher_outputs import TEACHER_LOGITS, TeacherOutputs, teacher_rows, teacher_token_rows  # noqa: F401
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
     cache_root,
@@ -53,18 +53,11 @@ from data.teacher_store import (  # noqa: F401 (re-exported: the store's public 
     row_digests,
     teacher_logits,
 )
-from data.transfer import (  # noqa: F401 (source_name, text_features: defined here before, as private names)
-    TransferLoader,
-    augment_copies,
-    augment_row_count,
-    describe_rows,
-    parse_augment,
-)
+from data.transfer import TransferLoader, augment_copies, augment_row_count, describe_rows, parse_augment
 from data.transfer import source_name as _source_name
-from data.transfer import text_features as _text_features  # noqa: F401
+from data.transfer import text_features as _text_features  # noqa: F401 (defined here before)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-TEACHER_LOGITS = "teacher_logits"
 #: Label of transfer rows (no label): the ignore index of ``torch.nn.functional.cross_entropy``.
 IGNORE_INDEX = -100
 
@@ -72,6 +65,13 @@ IGNORE_INDEX = -100
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of a batch that a Hugging Face encoder takes (no labels, no cached teacher outputs)."""
     return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def _batch_columns(rows: Dataset) -> Dataset:
+    """``rows`` as torch tensors of the columns a batch carries: model inputs, labels, cached teacher logits."""
+    return rows.with_format(
+        "torch", columns=[c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in rows.column_names]
+    )
 
 
 def tokenize_batch(
@@ -374,8 +374,7 @@ class ClfDataModule(pl.LightningDataModule):
             out = out.cast_column("labels", target_feature(self.problem_type, self.num_labels))
         if self.outputs.active:  # precomputed teacher outputs ride along as the cached teacher logits
             out = out.add_column(TEACHER_LOGITS, self.outputs.logits(ds, self.text_fields))
-        keep = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in out.column_names]
-        return out.with_format("torch", columns=keep)
+        return _batch_columns(out)
 
     def _compose_train(self) -> None:
         """The tokenized training split: the labelled rows, then every transfer part."""
@@ -385,7 +384,7 @@ class ClfDataModule(pl.LightningDataModule):
             return
         columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in parts[0].column_names]
         merged = concatenate_datasets([p.with_format(None).select_columns(columns) for p in parts])
-        self.tokenized["train"] = merged.with_format("torch", columns=columns)
+        self.tokenized["train"] = _batch_columns(merged)
 
     def add_teacher_logits(
         self,
@@ -413,13 +412,15 @@ class ClfDataModule(pl.LightningDataModule):
         teacher_key = model_fingerprint(teacher)
         if getattr(self, "_teacher_key", None) == teacher_key:
             return
-        teacher_tok = (self.teacher_tokenizer, self.text_fields, self.max_length)  # a student with its own tokens
+        tokenizer = self.teacher_tokenizer or self.tokenizer
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
-            tokenizer = self.teacher_tokenizer or self.tokenizer
+            rows = base  # what the teacher reads: these rows, or the same texts in its own tokens
+            if self.teacher_tokenizer is not None:
+                rows = teacher_rows(self.raw, self.transfer, split, tokenizer, self.text_fields, self.max_length)
             logits, stats = label_rows(
                 teacher,
-                base if self.teacher_tokenizer is None else teacher_rows(self.raw, self.transfer, split, *teacher_tok),
+                rows,
                 batch_size,
                 tokenizer.pad_token_id or 0,
                 teacher_key,
@@ -429,9 +430,7 @@ class ClfDataModule(pl.LightningDataModule):
             )
             self.label_stats[split] = stats
             rank_zero_info(stats.summary(f"{split} rows"))
-            with_logits = base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist())
-            columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in with_logits.column_names]
-            self.tokenized[split] = with_logits.with_format("torch", columns=columns)
+            self.tokenized[split] = _batch_columns(base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist()))
         self._teacher_key = teacher_key
 
     def use_student_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
