@@ -186,9 +186,9 @@ class ClfDataModule(pl.LightningDataModule):
         teacher_outputs_key: str = "text",
     ) -> None:
         super().__init__()
-        counts = {"max_length": max_length, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
-        counts.update(max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, num_labels=num_labels)
-        counts["max_unlabeled_samples"] = max_unlabeled_samples
+        counts = {"max_length": max_length, "batch_size": batch_size, "eval_batch_size": eval_batch_size}  # ints >= 1
+        counts |= {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}
+        counts |= {"num_labels": num_labels, "max_unlabeled_samples": max_unlabeled_samples}
         problems = setting_problems(val_fraction, counts, sample_seed, rest_as_unlabeled)
         problems.extend(label_name_problems(label_names))
         problems.extend(problem_type_problems(problem_type))
