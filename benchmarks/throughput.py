@@ -34,7 +34,7 @@ kept across the rounds:
 * ``recipe step``: the conventional KD recipe's loss (:func:`benchmarks.hf_recipe.recipe_loss`, the same function
   :class:`~benchmarks.hf_recipe.KDRecipeTrainer` uses), teacher under ``no_grad``.
 * ``logit KD``: ``BaseDistiller(teacher, student, ["LogitKD"], alpha, temperature)`` through its own
-  ``distill`` + ``_total``, without the teacher-logit cache (teacher forward every step) and with it (batches carry
+  ``distill`` + ``total_loss``, without the teacher-logit cache (teacher forward every step) and with it (batches carry
   ``teacher_logits`` from :meth:`ClfDataModule.add_teacher_logits`). The one-time cache build (all splits, into a
   fresh temporary cache folder so nothing is read from disk) is timed once before the rounds (with
   ``--cache-every-round``, an arm of its own, rebuilt afresh in every round), and amortised over 1 and 3 epochs of

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -56,6 +54,7 @@ from data.teacher_store import (  # noqa: F401 (re-exported: the store's public 
 from data.transfer import TransferLoader, augment_copies, augment_row_count, describe_rows, parse_augment
 from data.transfer import source_name as _source_name
 from data.transfer import text_features as _text_features  # noqa: F401 (defined here before)
+from data.vocab import check_tokenizers  # noqa: F401 (public name of this module before)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Label of transfer rows (no label): the ignore index of ``torch.nn.functional.cross_entropy``.
@@ -508,29 +507,3 @@ class ClfDataModule(pl.LightningDataModule):
         ds = self.raw[split] if limit is None else self.raw[split].select(range(min(limit, len(self.raw[split]))))
         cols = [ds[f] for f in self.text_fields]
         return list(cols[0]) if len(cols) == 1 else list(zip(*cols, strict=True))
-
-
-def check_tokenizers(
-    teacher_tokenizer: PreTrainedTokenizerBase, student_tokenizer: PreTrainedTokenizerBase, texts: Sequence[Any]
-) -> None:
-    """Check that two tokenizers encode the given texts identically (distillation needs aligned tokens).
-
-    Args:
-        teacher_tokenizer: The teacher's tokenizer.
-        student_tokenizer: The student's tokenizer.
-        texts: Single texts or ``(text_a, text_b)`` pairs, e.g. ``dm.texts("validation", limit=200)``.
-
-    Raises:
-        ValueError: Naming the first example that tokenizes differently and both token sequences.
-    """
-    for i, text in enumerate(texts):
-        args = tuple(text) if isinstance(text, (tuple, list)) else (text,)
-        a = teacher_tokenizer(*args)["input_ids"]
-        b = student_tokenizer(*args)["input_ids"]
-        if a != b:
-            ta = teacher_tokenizer.convert_ids_to_tokens(a)
-            tb = student_tokenizer.convert_ids_to_tokens(b)
-            raise ValueError(
-                f"teacher and student tokenizers disagree on example {i} {text!r}:\n  teacher: {ta}\n  student: {tb}\n"
-                "expected identical token ids; distil into a student that shares the teacher's vocabulary"
-            )

@@ -25,6 +25,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -141,3 +142,29 @@ def student_vocabulary(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return AutoTokenizer.from_pretrained(folder)
+
+
+def check_tokenizers(
+    teacher_tokenizer: PreTrainedTokenizerBase, student_tokenizer: PreTrainedTokenizerBase, texts: Sequence[Any]
+) -> None:
+    """Check that two tokenizers encode the given texts identically (distillation needs aligned tokens).
+
+    Args:
+        teacher_tokenizer: The teacher's tokenizer.
+        student_tokenizer: The student's tokenizer.
+        texts: Single texts or ``(text_a, text_b)`` pairs, e.g. ``dm.texts("validation", limit=200)``.
+
+    Raises:
+        ValueError: Naming the first example that tokenizes differently and both token sequences.
+    """
+    for i, text in enumerate(texts):
+        args = tuple(text) if isinstance(text, (tuple, list)) else (text,)
+        a = teacher_tokenizer(*args)["input_ids"]
+        b = student_tokenizer(*args)["input_ids"]
+        if a != b:
+            ta = teacher_tokenizer.convert_ids_to_tokens(a)
+            tb = student_tokenizer.convert_ids_to_tokens(b)
+            raise ValueError(
+                f"teacher and student tokenizers disagree on example {i} {text!r}:\n  teacher: {ta}\n  student: {tb}\n"
+                "expected identical token ids; distil into a student that shares the teacher's vocabulary"
+            )
