@@ -23,13 +23,8 @@ from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names
     label_count_problems,
     label_name_problems,
     label_problems,
-    missing_targets,
-    normalise_targets,
-    problem_type_problems,
     resolve_label_names,
     sorted_label_names,
-    target_feature,
-    to_targets,
 )
 from data.loading import LengthGroupedSampler, ResumableDataLoader
 from data.sources import (  # noqa: F401 (LABEL_FIELDS: public here before)
@@ -42,6 +37,7 @@ from data.sources import (  # noqa: F401 (LABEL_FIELDS: public here before)
     names_beside,
 )
 from data.splits import check_splits, select_splits, setting_problems, take_samples
+from data.targets import missing_targets, normalise_targets, problem_type_problems, target_feature, to_targets
 from data.teacher_outputs import TEACHER_LOGITS, TeacherOutputs, teacher_rows, teacher_token_rows  # noqa: F401
 from data.teacher_store import (  # noqa: F401 (re-exported: the store's public names were defined here before)
     LabelStats,
