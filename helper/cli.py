@@ -30,7 +30,11 @@ from helper.finetuner import ClfFinetune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Validation metrics shown in the final summary (when logged).
-SUMMARY_VAL_KEYS = ("val_acc", "val_f1", "teacher_val_acc", "teacher_val_f1")
+#: The metrics of the summary, of every problem type (single-label: accuracy, macro F1; multi-label: also micro F1,
+#: macro AUROC and AP; regression: Pearson, Spearman, MSE), for the student and the teacher; shown when logged.
+SUMMARY_METRICS = ("acc", "f1", "f1_micro", "auroc", "ap", "pearson", "spearman", "mse")
+SUMMARY_VAL_KEYS = tuple(f"{who}val_{m}" for who in ("", "teacher_") for m in SUMMARY_METRICS)
+SUMMARY_TEST_KEYS = tuple(f"{who}test_{m}" for who in ("", "teacher_") for m in SUMMARY_METRICS)
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,5 @@ def final_summary(
     lines += [f"  {k:<16} {_value(v)}  (last validation)" for k, v in rows]
     lines.append(f"  test split       {test_note}")
     if test_metrics:
-        keys = ("test_acc", "test_f1", "teacher_test_acc", "teacher_test_f1")
-        lines += [f"  {k:<16} {_value(test_metrics[k])}" for k in keys if k in test_metrics]
+        lines += [f"  {k:<16} {_value(test_metrics[k])}" for k in SUMMARY_TEST_KEYS if k in test_metrics]
     return "\n".join(lines)
