@@ -256,8 +256,10 @@ class HgExport(pl.Callback):
         teacher = getattr(pl_module, "teacher", None)
         teacher_source = str(getattr(teacher, "name_or_path", "") or "") or None if teacher is not None else None
         own = getattr(pl_module, "model", None)
-        if teacher is not None:
-            role, base = "student", hub_base_model(teacher_source)
+        student = getattr(pl_module, "student", None)
+        if student is not None:  # a distiller's export (its teacher may be only a file of teacher outputs)
+            source = str(getattr(student, "name_or_path", "") or "") or None  # teacher layers: the teacher's folder
+            role, base = "student", hub_base_model(source) if source else None
         else:
             role, base = "teacher", hub_base_model(getattr(own, "name_or_path", None) or config.get("_name_or_path"))
         recipe: dict[str, Any] = {"stage": getattr(pl_module, "stage", "fine-tuning")}
@@ -303,7 +305,7 @@ class HgExport(pl.Callback):
             role=role,
             labels=labels,
             base_model=base,
-            teacher=teacher_source,
+            teacher=teacher_source or _outputs_source(dm),
             dataset=str(getattr(dm, "source_name", "")) or None,
             split="validation",
             recipe=recipe,
@@ -315,3 +317,10 @@ class HgExport(pl.Callback):
             baseline=self.baseline,
             license=self.license,
         )
+
+
+def _outputs_source(dm: Any) -> str | None:
+    """The teacher of a run with no teacher model: the files of teacher outputs it read (None when there are none)."""
+    outputs = getattr(dm, "outputs", None)
+    files = [str(f) for f in getattr(outputs, "files", None) or []]
+    return f"teacher outputs from {', '.join(files)}" if files else None

@@ -154,7 +154,9 @@ def student_from_config(
     config.hidden_size = hidden_size
     config.num_attention_heads = num_heads
     config.intermediate_size = intermediate_size or 4 * hidden_size
-    return AutoModelForSequenceClassification.from_config(config)
+    student = AutoModelForSequenceClassification.from_config(config)
+    student.name_or_path = ""  # a new random model: it derives from no checkpoint (its card names no base model)
+    return student
 
 
 #: Config keys of rotary position schemes (their q/k are rotated inside attention, after the projections' outputs).
