@@ -224,7 +224,12 @@ class ClfDataModule(pl.LightningDataModule):
         check_splits(self.raw, self.text_fields, self.label_field, self.num_labels, self.problem_type)
         #: Precomputed teacher outputs (empty, ``active`` False, when the data carries none).
         self.outputs = TeacherOutputs(
-            teacher_outputs, teacher_outputs_field, teacher_outputs_kind, teacher_outputs_key, self.num_labels
+            teacher_outputs,
+            teacher_outputs_field,
+            teacher_outputs_kind,
+            teacher_outputs_key,
+            self.num_labels,
+            self.problem_type,
         )
         self.outputs.collect_splits(self.raw, self.text_fields)
         self.teacher_tokenizer: PreTrainedTokenizerBase | None = None  # set when the student reads its own tokens

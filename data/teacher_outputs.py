@@ -37,6 +37,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from data.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from data.sources import DataError
 
 TEACHER_LOGITS = "teacher_logits"
@@ -62,8 +63,13 @@ def _short(text: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def vector_problem(value: object, kind: str, num_labels: int) -> str | None:
-    """What is wrong with one output vector (``None`` when it is fine)."""
+def vector_problem(value: object, kind: str, num_labels: int, problem_type: str = SINGLE_LABEL) -> str | None:
+    """What is wrong with one output vector (``None`` when it is fine).
+
+    Probabilities of a single-label teacher form one distribution (non-negative, summing to 1); those of a multi-label
+    teacher are one probability per label (each in [0, 1], any sum); a regression teacher's output is its value
+    (``teacher_logits``), never a probability.
+    """
     if not isinstance(value, (list, tuple)) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
@@ -72,7 +78,12 @@ def vector_problem(value: object, kind: str, num_labels: int) -> str | None:
         return f"has {len(value)} values; expected {num_labels} (one per class)"
     if not all(math.isfinite(v) for v in value):
         return f"{_short(value)} has non-finite values"
-    if kind == "probs":
+    if kind == "probs" and problem_type == REGRESSION:
+        return "is given as probabilities, but a regression teacher's output is its value; expected teacher_logits"
+    if kind == "probs" and problem_type == MULTI_LABEL:
+        if any(not 0.0 <= v <= 1.0 for v in value):
+            return f"{_short(value)} has per-label probabilities outside [0, 1]"
+    elif kind == "probs":
         if any(v < 0 for v in value):
             return f"{_short(value)} has negative probabilities"
         if abs(sum(value) - 1.0) > PROB_TOLERANCE:
@@ -80,10 +91,15 @@ def vector_problem(value: object, kind: str, num_labels: int) -> str | None:
     return None
 
 
-def to_logits(vectors: Sequence[Sequence[float]], kind: str) -> torch.Tensor:
-    """Output vectors as float32 logits: logits as they are, probabilities as ``log(max(p, 1e-12))``."""
-    out = torch.tensor([list(v) for v in vectors], dtype=torch.float32)
-    return out.clamp(min=MIN_PROB).log() if kind == "probs" else out
+def to_logits(vectors: Sequence[Sequence[float]], kind: str, problem_type: str = SINGLE_LABEL) -> torch.Tensor:
+    """Output vectors as float32 logits: logits as they are; probabilities of one distribution as
+    ``log(max(p, 1e-12))`` (``softmax`` gives them back); per-label probabilities (multi-label) as log-odds
+    ``log(p / (1 - p))``, clamped to [1e-12, 1 - 1e-12] (``sigmoid`` gives them back)."""
+    out = torch.tensor([list(v) for v in vectors], dtype=torch.float64)
+    if kind == "probs" and problem_type == MULTI_LABEL:
+        out = out.clamp(MIN_PROB, 1.0 - MIN_PROB)
+        return (out.log() - (1.0 - out).log()).float()
+    return out.float().clamp(min=MIN_PROB).log() if kind == "probs" else out.float()
 
 
 class _Problems:
@@ -116,6 +132,7 @@ class TeacherOutputs:
         kind: ``logits`` or ``probs``: what ``field`` holds (default: from the known names, else ``logits``).
         key: ``text`` (join by the text) or the name of an id column present in the data and in the files.
         num_labels: Classes of the data (the length of every vector).
+        problem_type: The data's problem type: how probabilities are checked and turned into logits.
     """
 
     def __init__(
@@ -125,10 +142,12 @@ class TeacherOutputs:
         kind: str | None,
         key: str,
         num_labels: int,
+        problem_type: str = SINGLE_LABEL,
     ) -> None:
         single = isinstance(files, (str, Path))
         self.files = [] if files is None else [Path(files)] if single else [Path(f) for f in files]
         self.field, self.kind, self.key, self.num_labels = field, kind, key, num_labels
+        self.problem_type = problem_type
         self.table: dict[Key, list[float]] = {}
         self.by_id: dict[Any, tuple[list[float], str]] = {}
         self.kinds: dict[Key, str] = {}
@@ -184,11 +203,11 @@ class TeacherOutputs:
                     bad.add(f"expected exactly one outputs field among {names}", f"{where} has {list(row)}")
                     continue
                 name, kind = found[0]
-                problem = vector_problem(row[name], kind, self.num_labels)
+                problem = vector_problem(row[name], kind, self.num_labels, self.problem_type)
                 if problem is not None:
                     bad.add(f"{name} {problem}", where)
                     continue
-                vector = to_logits([row[name]], kind)[0].tolist()
+                vector = to_logits([row[name]], kind, self.problem_type)[0].tolist()
                 if self.key == "text":
                     texts = tuple(row.get(k) for k in TEXT_KEYS if k in row)
                     if not texts or not all(isinstance(t, str) for t in texts):
@@ -232,11 +251,11 @@ class TeacherOutputs:
             for i, (text, value) in enumerate(zip(texts, rows[name], strict=True)):
                 if value is None:
                     continue  # reported as a row without outputs
-                problem = vector_problem(value, kind, self.num_labels)
+                problem = vector_problem(value, kind, self.num_labels, self.problem_type)
                 if problem is not None:
                     bad.add(f"{where}: {name} {problem}", f"row {i}")
                 else:
-                    self._put(text, to_logits([value], kind)[0].tolist(), f"{where} row {i}", bad)
+                    self._put(text, to_logits([value], kind, self.problem_type)[0].tolist(), f"{where} row {i}", bad)
         elif self.key != "text" and self.by_id:
             if self.key not in rows.column_names:
                 self.problems.append(

@@ -225,6 +225,7 @@ def test_single_label_adaptor_or_teacher_on_multi_label_data_is_refused(multi_la
         BaseDistiller(str(multi_label_teacher), {"layers": [1]}, ["LogitBinaryKD"], single)
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty:UserWarning")  # resuming
 def test_multi_label_resume_continues_from_the_checkpoint(multi_label_teacher: Path, tokenizer, tmp_path) -> None:
     def run(max_steps: int, ckpt_path: str | None = None) -> BaseDistiller:
         pl.seed_everything(0)

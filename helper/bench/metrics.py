@@ -9,6 +9,7 @@ Pearson and Spearman correlation and the mean squared error.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -53,8 +54,11 @@ def task_metrics(
     if problem_type == SINGLE_LABEL:
         return classification_metrics(label_names, prefix=prefix)
     if problem_type == REGRESSION:
+        with warnings.catch_warnings():  # rank correlation needs every value: kept by design (one value per example)
+            warnings.filterwarnings("ignore", "Metric `SpearmanCorrcoef` will save all targets", UserWarning)
+            spearman = SpearmanCorrCoef()
         return MetricCollection(
-            {"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()}, prefix=prefix
+            {"pearson": PearsonCorrCoef(), "spearman": spearman, "mse": MeanSquaredError()}, prefix=prefix
         )
     n = len(label_names)
     return MetricCollection(

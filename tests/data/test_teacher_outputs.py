@@ -123,3 +123,16 @@ def test_vocabulary_is_trained_once_and_reused(tmp_path: Path):
     assert first.convert_ids_to_tokens(first("word1 thing2")["input_ids"])[0] == "[CLS]"
     with pytest.raises(ValueError, match="vocab_size=5"):
         train_wordpiece(texts, 5)
+
+
+def test_multi_label_probabilities_are_per_label_and_become_log_odds():
+    from data.labels import MULTI_LABEL, REGRESSION
+
+    assert vector_problem([0.9, 0.8, 0.0], "probs", 3, MULTI_LABEL) is None  # any sum: one probability per label
+    assert "outside [0, 1]" in vector_problem([1.2, 0.1, 0.0], "probs", 3, MULTI_LABEL)
+    assert "sum to" in vector_problem([0.9, 0.8, 0.0], "probs", 3)  # single-label: one distribution
+    assert "regression" in vector_problem([0.4], "probs", 1, REGRESSION)
+    p = torch.tensor([0.9, 0.25, 0.5])
+    logits = to_logits([p.tolist()], "probs", MULTI_LABEL)[0]
+    assert torch.allclose(logits.sigmoid(), p, atol=1e-6) and torch.allclose(logits[2], torch.tensor(0.0))
+    assert torch.isfinite(to_logits([[0.0, 1.0]], "probs", MULTI_LABEL)).all()  # clamped, never infinite
