@@ -77,6 +77,27 @@ class _LogitAdaptor(Adaptor):
         return as_float32(teacher.logits.detach()), as_float32(student.logits)
 
 
+class _SoftTargetAdaptor(_LogitAdaptor):
+    """A logit adaptor whose loss is a cross-entropy with the teacher's soft targets, optionally scaled by ``T^2``."""
+
+    def __init__(
+        self,
+        teacher: ModelDims,
+        student: ModelDims,
+        *,
+        weight: float = 1.0,
+        layers: str | list | None = None,
+        temperature: float = 1.0,
+        t2_scaling: bool = False,
+    ) -> None:
+        super().__init__(teacher, student, weight=weight, layers=layers, temperature=temperature)
+        self.t2_scaling = check_bool("t2_scaling", t2_scaling, self.name)
+
+    def _scaled(self, loss: Tensor) -> Tensor:
+        t = self.temperature
+        return loss * (t * t) if self.t2_scaling else loss
+
+
 @register
 class LogitKD(_LogitAdaptor):
     r"""Soft-target knowledge distillation (Hinton, Vinyals & Dean, 2015, "Distilling the Knowledge in a Neural
@@ -106,7 +127,7 @@ class LogitKD(_LogitAdaptor):
 
 
 @register
-class LogitCE(_LogitAdaptor):
+class LogitCE(_SoftTargetAdaptor):
     r"""Soft cross-entropy between teacher and student class distributions, as used by DistilBERT-style task
     distillation and TinyBERT's prediction-layer loss (Jiao et al., 2020, "TinyBERT: Distilling BERT for Natural
     Language Understanding", arXiv:1909.10351).
@@ -129,26 +150,12 @@ class LogitCE(_LogitAdaptor):
         t2_scaling: Multiply the loss by :math:`T^2`.
     """
 
-    def __init__(
-        self,
-        teacher: ModelDims,
-        student: ModelDims,
-        *,
-        weight: float = 1.0,
-        layers: str | list | None = None,
-        temperature: float = 1.0,
-        t2_scaling: bool = False,
-    ) -> None:
-        super().__init__(teacher, student, weight=weight, layers=layers, temperature=temperature)
-        self.t2_scaling = check_bool("t2_scaling", t2_scaling, self.name)
-
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
         z_t, z_s = self._logits(teacher, student)
         t = self.temperature
         p_t = F.softmax(z_t / t, dim=-1)
         log_p_s = F.log_softmax(z_s / t, dim=-1)
-        loss = -(p_t * log_p_s).sum(dim=-1).mean()
-        return loss * (t * t) if self.t2_scaling else loss
+        return self._scaled(-(p_t * log_p_s).sum(dim=-1).mean())
 
 
 @register
@@ -242,7 +249,7 @@ class LogitBinaryKD(_LogitAdaptor):
 
 
 @register
-class LogitBCE(_LogitAdaptor):
+class LogitBCE(_SoftTargetAdaptor):
     r"""Soft binary cross-entropy for multi-label classifiers: the student's sigmoid per label learns the teacher's
     probability as a soft target (the Bernoulli counterpart of :class:`LogitCE`; soft targets after Hinton et al.,
     2015, arXiv:1503.02531).
@@ -265,21 +272,7 @@ class LogitBCE(_LogitAdaptor):
 
     problem_types = (MULTI,)
 
-    def __init__(
-        self,
-        teacher: ModelDims,
-        student: ModelDims,
-        *,
-        weight: float = 1.0,
-        layers: str | list | None = None,
-        temperature: float = 1.0,
-        t2_scaling: bool = False,
-    ) -> None:
-        super().__init__(teacher, student, weight=weight, layers=layers, temperature=temperature)
-        self.t2_scaling = check_bool("t2_scaling", t2_scaling, self.name)
-
     def compute_loss(self, teacher: Taps, student: Taps) -> Tensor:
         z_t, z_s = self._logits(teacher, student)
         t = self.temperature
-        loss = F.binary_cross_entropy_with_logits(z_s / t, (z_t / t).sigmoid(), reduction="mean")
-        return loss * (t * t) if self.t2_scaling else loss
+        return self._scaled(F.binary_cross_entropy_with_logits(z_s / t, (z_t / t).sigmoid(), reduction="mean"))
