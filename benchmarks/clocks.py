@@ -19,6 +19,7 @@ from transformers import TrainerCallback, TrainingArguments
 from benchmarks.common import Batch
 from benchmarks.interleave import Sample
 from benchmarks.memory_meter import MemoryMeter
+from helper.step_rate import StepRate
 
 
 @dataclass
@@ -53,29 +54,11 @@ class Settings:
             torch.cuda.synchronize(self.device)
 
 
-class TrainClock(pl.Callback):
-    """Counts training samples and the time spent in training batches (validation and checkpointing excluded)."""
+class TrainClock(StepRate):
+    """:class:`helper.step_rate.StepRate` without its end-of-fit line: the benchmarks print their own tables."""
 
-    def __init__(self) -> None:
-        self.samples = 0
-        self.seconds = 0.0
-        self._start = 0.0
-
-    @property
-    def samples_per_second(self) -> float:
-        """Training throughput measured so far."""
-        return self.samples / max(self.seconds, 1e-9)
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, idx: int) -> None:
-        """Start timing a batch."""
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, out: object, batch: dict, idx: int
-    ) -> None:
-        """Add the batch's time and size."""
-        self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch["labels"])
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Print nothing."""
 
 
 class StepWindow:
