@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 ONNX = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"]
@@ -15,7 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["adaptors", "benchmarks", "common", "data", "helper", "helper.bench", "helper.hpo"],
+    packages=find_packages(include=["adaptors*", "benchmarks*", "common*", "data*", "helper*"]),
     py_modules=[
         "finetune",
         "distillation_ms",

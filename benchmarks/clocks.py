@@ -16,9 +16,9 @@ import pytorch_lightning as pl
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from benchmarks.common import Batch
 from benchmarks.interleave import Sample
 from benchmarks.memory_meter import MemoryMeter
+from benchmarks.pieces import Batch
 from helper.step_rate import StepRate
 
 

@@ -59,7 +59,7 @@ from torchmetrics.functional.classification import multiclass_f1_score
 from transformers import DataCollatorWithPadding
 
 from benchmarks.clocks import TrainClock
-from benchmarks.common import step_trainer
+from benchmarks.pieces import step_trainer
 from data.augment import Augment
 from data.data_module import MODEL_INPUTS, ClfDataModule
 from data.teacher_store import label_rows

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from benchmarks.common import Batch
+from benchmarks.pieces import Batch
 from data.data_module import model_inputs
 from helper.distiller import BaseDistiller
 from helper.taps import ARCHITECTURES, ModelTaps

@@ -16,9 +16,9 @@ from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from benchmarks.clocks import HFClock, Settings, window_sample
-from benchmarks.common import Batch
 from benchmarks.interleave import Sample
 from benchmarks.memory_meter import MemoryMeter
+from benchmarks.pieces import Batch
 from data.data_module import TEACHER_LOGITS, ClfDataModule
 
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from benchmarks.clocks import Settings
-from benchmarks.common import Batch
 from benchmarks.hf_recipe import recipe_loss
 from benchmarks.interleave import Arm, Sample, time_loop
 from benchmarks.memory_meter import MemoryMeter
+from benchmarks.pieces import Batch
 from benchmarks.throughput_report import Row
 from data.data_module import model_inputs
 from helper.distiller import BaseDistiller

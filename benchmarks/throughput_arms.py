@@ -23,11 +23,11 @@ import transformers
 from transformers import PreTrainedModel
 
 from benchmarks.clocks import LightningClock, Settings, window_sample
-from benchmarks.common import Batch, step_trainer
 from benchmarks.eager_taps import eager_copy, eager_distill, use_attention_capture
 from benchmarks.hf_recipe import hf_recipe_train
 from benchmarks.interleave import Arm, Floor, Sample, per_round
 from benchmarks.memory_meter import MemoryMeter
+from benchmarks.pieces import Batch, step_trainer
 from benchmarks.step_loops import (
     Step,
     distiller_params,
