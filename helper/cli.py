@@ -236,6 +236,11 @@ def final_summary(
         monitor = getattr(callback, "monitor", None)
         scored = f" ({monitor} {_value(score)})" if monitor and score is not None else ""
         lines.append(f"  best checkpoint  {best}{scored}")
+    # Lightning versions last.ckpt (last-v1.ckpt, ...) when the folder already holds one from an earlier run, so the
+    # file to resume this run from is named here rather than guessed from the folder.
+    last = next((c.last_model_path for c in trainer.checkpoint_callbacks if getattr(c, "last_model_path", "")), "")
+    if last:
+        lines.append(f"  last checkpoint  {last}  (to resume this run: --ckpt_path {last})")
     rows = [(k, validation[k]) for k in SUMMARY_VAL_KEYS if k in validation]
     lines += [f"  {k:<16} {_value(v)}  (last validation)" for k, v in rows]
     lines.append(f"  test split       {test_note}")

@@ -125,6 +125,9 @@ def test_finetune_evaluates_the_best_checkpoint_on_the_test_split(workdir: Path,
     out = capsys.readouterr().out
     assert "val_acc" in out and "(last validation)" in out
     assert "Summary" in out and f"best checkpoint  {best}" in out
+    last = cli.trainer.checkpoint_callback.last_model_path
+    assert Path(last).name == "last.ckpt"
+    assert f"last checkpoint  {last}  (to resume this run: --ckpt_path {last})" in out
     assert "test split       'test', 10 examples, best checkpoint" in out
     assert f"test_acc         {float(metrics['test_acc']):.4f}" in out
 
