@@ -120,6 +120,8 @@ def locate(
                 return node, seg
             if path == "model" and seg == "adaptors":
                 node[seg] = canonical_adaptors(node[seg])
+            if create and node[seg] is None:  # an optional section left at null (data.augment): a key inside starts it
+                node[seg] = {}
             node = node[seg]
         elif isinstance(node, list):
             idx = _list_index(node, seg)

@@ -198,6 +198,24 @@ def test_a_key_left_at_its_default_in_the_base_is_filled_from_the_resolved_confi
     assert cfg["model"]["alpha"] == base["model"]["alpha"]
 
 
+def test_keys_inside_a_section_left_null_are_searched_and_checked_by_the_parser(tmp_path):
+    """``data.augment`` is null in the base (no augmentation): ``data.augment.copies`` starts the section in each
+    trial; a key the section does not have is refused by the script's parser before any trial."""
+    assert yaml.safe_load(BASE.read_text())["data"].get("augment") is None
+    space = {
+        "data.augment.copies": {"type": "int", "low": 1, "high": 4},
+        "data.augment.p": {"type": "float", "low": 0.1, "high": 0.5},
+    }
+    spec = hpo.load_spec(write_hpo(tmp_path, search_space=space))
+    cfg = hpo.trial_config(spec, 0, {"data.augment.copies": 3, "data.augment.p": 0.2})
+    assert cfg["data"]["augment"] == {"copies": 3, "p": 0.2}
+    bad = write_hpo(tmp_path, search_space={"data.augment.copiez": {"type": "int", "low": 1, "high": 4}})
+    with pytest.raises(
+        hpo.HpoConfigError, match=r"search_space\.data\.augment\.copiez: value 1 does not parse.*copiez"
+    ):
+        hpo.load_spec(bad)
+
+
 def finished_trial(spec: hpo.HpoSpec, number: int, value: float, values: dict[str, Any]) -> optuna.trial.FrozenTrial:
     """A complete trial as Optuna stores it (categorical list choices as JSON text)."""
     params, dists = {}, {}
