@@ -91,7 +91,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-names", nargs="+")
     p.add_argument("--student-layers", nargs="+", type=int, default=[0, 5])
     p.add_argument(
-        "--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS[:4]), help="give none (a bare --variants) to run only --labelling-check"
+        "--variants",
+        nargs="*",
+        choices=VARIANTS,
+        default=list(VARIANTS[:4]),
+        help="give none (a bare --variants) to run only --labelling-check",
     )
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the labelled training rows")
     p.add_argument("--steps", type=int, help="optimizer steps of every variant (default: from --epochs)")
