@@ -25,6 +25,11 @@ class KeyPathError(KeyError):
         return str(self.args[0])
 
 
+class NullSectionError(KeyPathError):
+    """A dotted key that goes through a value left at null (an optional section not set, such as ``data.augment``):
+    the keys inside it cannot be listed from the config; setting one starts the section (``locate(create=True)``)."""
+
+
 def _is_adaptor_entry(path: str) -> bool:
     return path.startswith(ADAPTORS_KEY + ".") and path.count(".") == 2
 
@@ -132,7 +137,8 @@ def locate(
                 return node, idx
             node = node[idx]
         else:
-            raise KeyPathError(f"{key}: {here} is {node!r}, not a mapping or a list")
+            error = NullSectionError if node is None else KeyPathError
+            raise error(f"{key}: {here} is {node!r}, not a mapping or a list")
     raise AssertionError("unreachable")
 
 

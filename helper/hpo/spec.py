@@ -26,7 +26,7 @@ import yaml
 from common.errors import ProblemsError
 from helper.cli import REPO_ROOT, run, script_of_config
 from helper.cli import SCRIPTS as CLI_SCRIPTS
-from helper.hpo.keys import KeyPathError, get_key, locate, set_key
+from helper.hpo.keys import KeyPathError, NullSectionError, locate, set_key
 from helper.hpo.space import Param, is_number, parse_param
 
 #: Script name -> (LightningModule, the model argument the tokenizer follows), from :data:`helper.cli.SCRIPTS`.
@@ -204,29 +204,15 @@ def cli_check(spec_script: str, cfg: dict[str, Any]) -> tuple[dict[str, Any] | N
     return yaml.safe_load(out.getvalue()) or {}, None
 
 
-def _null_section(resolved: dict[str, Any], key: str) -> str | None:
-    """The first proper prefix of ``key`` whose value is null in ``resolved`` (an optional section not set, such as
-    ``data.augment``), or None. The keys inside such a section cannot be listed here; the script's parser checks them
-    when each searched value is parsed."""
-    parts = key.split(".")
-    for depth in range(1, len(parts)):
-        prefix = ".".join(parts[:depth])
-        try:
-            if get_key(copy.deepcopy(resolved), prefix) is None:
-                return prefix
-        except KeyPathError:
-            return None
-    return None
-
-
 def _check_keys(keys: Sequence[str], resolved: dict[str, Any], section: str) -> list[str]:
     problems = []
     for key in keys:
         try:
             locate(copy.deepcopy(resolved), key)
+        except NullSectionError:
+            continue  # inside a section left at null: the script's parser checks the key when each value is parsed
         except KeyPathError as exc:
-            if _null_section(resolved, key) is None:
-                problems.append(f"{section}.{exc}")
+            problems.append(f"{section}.{exc}")
     return problems
 
 
