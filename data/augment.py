@@ -30,9 +30,10 @@ _WORD = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
 @dataclass
 class Augment:
-    """Word-replacement augmentation of the labelled training rows, as a transfer set (``data.augment``).
+    """Word-replacement augmentation of the training rows, as a transfer set (``data.augment``).
 
-    Each labelled training example (of at least ``min_words`` words) gets ``copies`` copies in which every word that
+    Each labelled training example (with ``rows: all``, each transfer row as well) of at least ``min_words`` words gets
+    ``copies`` copies in which every word that
     has neighbours in the teacher's word-embedding table is replaced with probability ``p`` by one of its ``k`` nearest
     whole-word neighbours. The copies carry no label: the teacher labels them (its logits, through the teacher store).
 
@@ -42,6 +43,8 @@ class Augment:
         k: Nearest neighbours considered per word (>= 1).
         min_words: Copy only examples of at least this many words, all text fields together (>= 0; 0: all).
         seed: Seed of the replacement choices.
+        rows: Which rows are copied: ``labeled`` (the labelled training rows) or ``all`` (those and the transfer rows
+            of ``unlabeled`` and ``rest_as_unlabeled``: more inputs for the teacher to label where labels are few).
     """
 
     copies: int = 4
@@ -49,6 +52,11 @@ class Augment:
     k: int = 10
     min_words: int = 0
     seed: int = 42
+    rows: str = "labeled"
+
+
+#: The values of :attr:`Augment.rows`.
+AUGMENT_ROWS = ("labeled", "all")
 
 
 def _is_int(value: object) -> bool:
@@ -73,6 +81,7 @@ def augment_problems(augment: Augment, field: str | None = "augment") -> list[st
         ("k", _is_int(augment.k) and augment.k >= 1, "an integer >= 1"),
         ("min_words", _is_int(augment.min_words) and augment.min_words >= 0, "an integer >= 0"),
         ("seed", _is_int(augment.seed), "an integer"),
+        ("rows", augment.rows in AUGMENT_ROWS, f"one of {list(AUGMENT_ROWS)}"),
     )
 
     def named(name: str) -> str:

@@ -47,7 +47,14 @@ from data.teacher_store import (  # noqa: F401 (re-exported: the store's public 
     row_digests,
     teacher_logits,
 )
-from data.transfer import TransferLoader, augment_copies, augment_row_count, describe_rows, parse_augment
+from data.transfer import (
+    TransferLoader,
+    augment_copies,
+    augment_row_count,
+    augment_sources,
+    describe_rows,
+    parse_augment,
+)
 from data.transfer import source_name as _source_name
 from data.transfer import text_features as _text_features  # noqa: F401 (defined here before)
 from data.vocab import check_tokenizers  # noqa: F401 (public name of this module before)
@@ -134,9 +141,10 @@ class ClfDataModule(pl.LightningDataModule):
         rest_as_unlabeled: With ``max_train_samples``, the training rows left out of the labelled sample join the
             transfer set, without their labels (a low-label setting such as 1,000 labels of SST-2 plus the rest as
             unlabelled text).
-        augment: Word-replacement copies of the labelled training rows as transfer rows (:class:`Augment`:
-            ``copies``, ``p``, ``k``, ``min_words``, ``seed``); built with the teacher's word embeddings when a
-            distiller attaches its teacher (:meth:`prepare_transfer`), labelled by the teacher like ``unlabeled``.
+        augment: Word-replacement copies of the labelled training rows (``rows: all``: and of the transfer rows) as
+            transfer rows (:class:`Augment`: ``copies``, ``p``, ``k``, ``min_words``, ``seed``, ``rows``); built with
+            the teacher's word embeddings when a distiller attaches its teacher (:meth:`prepare_transfer`), labelled by
+            the teacher like ``unlabeled``.
         teacher_outputs: JSON Lines file(s) of precomputed teacher outputs (``label.py`` writes them), so that no
             teacher model is needed (:mod:`data.teacher_outputs`: format, checks). An outputs column inside the data
             (``teacher_logits`` / ``teacher_probs``) is read without this.
@@ -302,7 +310,11 @@ class ClfDataModule(pl.LightningDataModule):
 
     def augment_rows(self) -> int:
         """How many augmented copies the training split gets (known before they are made)."""
-        return augment_row_count(self.raw["train"], self.text_fields, self.augment)
+        return augment_row_count(self._augment_sources(), self.text_fields, self.augment)
+
+    def _augment_sources(self) -> Dataset:
+        """The rows ``augment`` copies: the labelled training rows (and the transfer rows with ``rows: all``)."""
+        return augment_sources(self.raw["train"], self.transfer, self.text_fields, self.augment)
 
     def transfer_rows(self) -> int:
         """Transfer rows in the training split: unlabelled rows, left-out training rows and augmented copies."""
@@ -329,7 +341,9 @@ class ClfDataModule(pl.LightningDataModule):
         if self.augment is None or "augment" in self.transfer:
             return
         tokenizer = self.teacher_tokenizer or self.tokenizer
-        self.transfer["augment"] = augment_copies(self.raw["train"], self.text_fields, tokenizer, teacher, self.augment)
+        self.transfer["augment"] = augment_copies(
+            self._augment_sources(), self.text_fields, tokenizer, teacher, self.augment
+        )
         if self.tokenized is not None:
             self._tokenized_transfer["augment"] = self._tokenize(self.transfer["augment"], "augment", transfer=True)
             self._compose_train()

@@ -3,9 +3,9 @@
 Transfer rows come from up to three origins, each a dataset of the labelled data's text field(s) only:
 ``unlabeled`` (unlabelled in-domain text from any source :class:`~data.data_module.ClfDataModule` accepts), ``rest``
 (the training rows left out of the labelled sample, ``rest_as_unlabeled``) and ``augment`` (word-replacement copies
-of the labelled rows, made once the teacher is known: :func:`augment_copies`). Rows whose text is also in the
-validation or test split are dropped, and every problem of the transfer settings is reported at once, as a
-:class:`data.sources.DataError`, before any model is built.
+of the labelled rows, or of every row with ``rows: all``, made once the teacher is known: :func:`augment_copies`).
+Rows whose text is also in the validation or test split are dropped, and every problem of the transfer settings is
+reported at once, as a :class:`data.sources.DataError`, before any model is built.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from datasets import Dataset, DatasetDict, Features, Value
+from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
@@ -53,8 +53,31 @@ def parse_augment(augment: Augment | dict | None) -> tuple[Augment | None, list[
     return augment, problems
 
 
+def augment_sources(
+    train: Dataset, transfer: dict[str, Dataset], text_fields: list[str], augment: Augment | None
+) -> Dataset:
+    """The rows ``augment`` copies: the labelled training rows, and with ``rows: all`` the transfer rows after them.
+
+    Args:
+        train: The labelled training rows.
+        transfer: The transfer rows by origin (earlier ``augment`` copies among them are never copied again).
+        text_fields: The text fields (the only columns of the result when transfer rows join).
+        augment: The settings (None: the labelled rows).
+    """
+    others = [rows for name, rows in transfer.items() if name != "augment"]
+    if augment is None or augment.rows == "labeled" or not others:
+        return train
+    return concatenate_datasets([train.select_columns(text_fields).cast(text_features(text_fields)), *others])
+
+
 def augment_row_count(train: Dataset, text_fields: list[str], augment: Augment | None) -> int:
-    """How many augmented copies the labelled training rows give (known before they are made)."""
+    """How many augmented copies the source rows give (known before they are made).
+
+    Args:
+        train: The rows to copy (:func:`augment_sources`).
+        text_fields: The text fields.
+        augment: The settings (None: no copies).
+    """
     if augment is None:
         return 0
     return augment.copies * sum(n >= augment.min_words for n in words_per_row(train, text_fields))
@@ -67,7 +90,8 @@ def augment_copies(
     teacher: PreTrainedModel,
     augment: Augment,
 ) -> Dataset:
-    """The ``augment`` transfer rows: word-replacement copies of ``train`` from the teacher's word embeddings."""
+    """The ``augment`` transfer rows: word-replacement copies of ``train`` (:func:`augment_sources`) from the teacher's
+    word embeddings."""
     embeddings = teacher.get_input_embeddings().weight.detach().cpu()
     copies = word_replacement_copies(train, text_fields, tokenizer, embeddings, augment)
     return Dataset.from_dict(copies, features=text_features(text_fields))
@@ -158,14 +182,16 @@ class TransferLoader:
                 if v is not None
             }
             problems.append(f"{given} given but unlabeled (--data.unlabeled) is None; expected an unlabelled source")
-        if (
-            augment is not None
-            and not problems
-            and augment_row_count(self.raw["train"], self.text_fields, augment) == 0
-        ):
+        if augment is not None and augment.rows == "all" and not transfer and not problems:
             problems.append(
-                f"augment.min_words (--data.augment.min_words)={augment.min_words}: no labelled training "
-                "example has that many words, so augmentation makes no rows; expected a smaller value"
+                "augment.rows (--data.augment.rows)='all' copies the transfer rows too, but the run has none; "
+                "expected 'labeled', or a transfer set (--data.unlabeled or --data.rest_as_unlabeled)"
+            )
+        sources = augment_sources(self.raw["train"], transfer, self.text_fields, augment)
+        if augment is not None and not problems and augment_row_count(sources, self.text_fields, augment) == 0:
+            problems.append(
+                f"augment.min_words (--data.augment.min_words)={augment.min_words}: no training example to copy "
+                "has that many words, so augmentation makes no rows; expected a smaller value"
             )
         if problems:
             raise DataError(problems)

@@ -194,6 +194,26 @@ def test_augmented_copies_are_transfer_rows_labelled_by_the_teacher(tmp_path, mo
     assert again.label_stats["train"].labelled == 0
 
 
+def test_augment_rows_all_copies_the_transfer_rows_too(tmp_path, monkeypatch, labelled, tok) -> None:
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    teacher = tiny_bert(layers=2, hidden=32, heads=2, num_labels=2, seed=6)
+    unlabeled = Dataset.from_dict({"sentence": UNLABELED})
+    augment = {"copies": 2, "p": 1.0, "k": 3, "rows": "all"}
+    dm = ClfDataModule(labelled, tokenizer=tok, unlabeled=unlabeled, augment=augment, batch_size=4)
+    assert dm.train_rows() == {"labeled": 16, "transfer": 6 + 2 * (16 + 6)}
+    planned = dm.steps_per_epoch()
+    dm.add_teacher_logits(teacher, progress=False)
+    copies = list(dm.transfer["augment"]["sentence"])
+    assert len(dm.tokenized["train"]) == 16 + 6 + 2 * 22 and dm.steps_per_epoch() == planned
+    sources = list(labelled["train"]["sentence"]) + UNLABELED  # copy 1 of every source row, then copy 2
+    assert [len(c.split()) for c in copies] == [len(t.split()) for t in sources] * 2
+    assert all(c != t for c, t in zip(copies, sources * 2, strict=True))  # p = 1: words replaced
+    labelled_only = ClfDataModule(labelled, tokenizer=tok, unlabeled=unlabeled, augment={**augment, "rows": "labeled"})
+    labelled_only.add_teacher_logits(teacher, progress=False)
+    only = list(labelled_only.transfer["augment"]["sentence"])
+    assert len(only) == 32 and only[:16] == copies[:16]  # copy 1 of the labelled rows: the same choices
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_unlabeled_without_text_field_lists_the_columns(labelled: DatasetDict, tok) -> None:
     with pytest.raises(DataError) as info:
@@ -251,7 +271,12 @@ def test_unlabeled_single_text_for_a_pair_task(tok) -> None:
             "unlabeled_split='test' not found",
         ),
         ({"unlabeled": Dataset.from_dict({"sentence": ["x", None]})}, "row 1: text field 'sentence' is None"),
-        ({"augment": {"min_words": 50}}, "augment.min_words (--data.augment.min_words)=50: no labelled training"),
+        ({"augment": {"min_words": 50}}, "augment.min_words (--data.augment.min_words)=50: no training example"),
+        ({"augment": {"rows": "all"}}, "augment.rows (--data.augment.rows)='all' copies the transfer rows too, but"),
+        (
+            {"augment": {"rows": "every"}},
+            "augment.rows (--data.augment.rows)='every': expected one of ['labeled', 'all']",
+        ),
         ({"augment": {"copies": 2, "shape": 1}}, "unknown key(s) ['shape']"),
     ],
 )
@@ -293,7 +318,9 @@ def test_augment_and_unlabeled_parse_from_yaml_and_command_line(tmp_path: Path) 
     cfg = parser.parse_args(["--config", str(config), "--data.augment", "null", "--data.unlabeled", "null"])
     assert cfg.data.augment is None and cfg.data.unlabeled is None
     cfg = parser.parse_args(["--data.augment.copies", "3"])  # from nothing: the other settings take their defaults
-    assert cfg.data.augment.copies == 3 and cfg.data.augment.p == 0.3
+    assert cfg.data.augment.copies == 3 and cfg.data.augment.p == 0.3 and cfg.data.augment.rows == "labeled"
+    cfg = parser.parse_args(["--config", str(config), "--data.augment.rows", "all"])
+    assert cfg.data.augment.rows == "all" and cfg.data.augment.copies == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--data.augment.copies", "many"])
 
