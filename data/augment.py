@@ -33,9 +33,9 @@ class Augment:
     """Word-replacement augmentation of the training rows, as a transfer set (``data.augment``).
 
     Each labelled training example (with ``rows: all``, each transfer row as well) of at least ``min_words`` words gets
-    ``copies`` copies in which every word that
-    has neighbours in the teacher's word-embedding table is replaced with probability ``p`` by one of its ``k`` nearest
-    whole-word neighbours. The copies carry no label: the teacher labels them (its logits, through the teacher store).
+    ``copies`` copies in which every word that has neighbours in the teacher's word-embedding table is replaced with
+    probability ``p`` by one of its ``k`` nearest whole-word neighbours. The copies carry no label: the teacher labels
+    them (its logits, through the teacher store).
 
     Attributes:
         copies: Copies per labelled training example (>= 1).
