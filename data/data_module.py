@@ -203,6 +203,7 @@ class ClfDataModule(pl.LightningDataModule):
         self.hparams["unlabeled"] = None if unlabeled is None else _source_name(unlabeled)
         self.hparams["augment"] = None if augment is None else dataclasses.asdict(augment)
         self.augment = augment
+        self._augment_rows: int | None = None  # counted on first use: a pass over every row that augment copies
         self.label_stats: dict[str, LabelStats] = {}  # per split, from the last add_teacher_logits
         self.notes: list[str] = []  # what the data module said about its data (also logged), e.g. ignored columns
         self.source_name = dataset if isinstance(dataset, str) else type(dataset).__name__
@@ -309,8 +310,10 @@ class ClfDataModule(pl.LightningDataModule):
         return out
 
     def augment_rows(self) -> int:
-        """How many augmented copies the training split gets (known before they are made)."""
-        return augment_row_count(self._augment_sources(), self.text_fields, self.augment)
+        """How many augmented copies the training split gets (known before they are made; counted once)."""
+        if self._augment_rows is None:
+            self._augment_rows = augment_row_count(self._augment_sources(), self.text_fields, self.augment)
+        return self._augment_rows
 
     def _augment_sources(self) -> Dataset:
         """The rows ``augment`` copies: the labelled training rows (and the transfer rows with ``rows: all``)."""
