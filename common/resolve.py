@@ -29,8 +29,16 @@ OFFLINE_ALTERNATIVES = (
 )
 
 
-def resolve_model_path(name_or_path: str | Path) -> str:
+#: Files of which a local tokenizer folder has at least one (a model folder, with ``config.json``, also does).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "config.json")
+
+
+def resolve_model_path(name_or_path: str | Path, folder_files: tuple[str, ...] = ("config.json",)) -> str:
     """Map an alias to its folder, check that a local path exists, and pass Hub names through.
+
+    Args:
+        name_or_path: An alias, a local folder or a Hub name.
+        folder_files: A local folder must hold one of these (default: a model folder's ``config.json``).
 
     Raises:
         FileNotFoundError: A path-like name (``./x``, ``/x``, ``~/x``, ``a/b/c``) that does not exist.
@@ -41,8 +49,14 @@ def resolve_model_path(name_or_path: str | Path) -> str:
         return str(ALIASES[text.lower()]())
     path = Path(text).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model folder {text!r} has no config.json; expected a Hugging Face model folder")
+        if not any((path / name).is_file() for name in folder_files):
+            if folder_files == ("config.json",):
+                raise FileNotFoundError(
+                    f"model folder {text!r} has no config.json; expected a Hugging Face model folder"
+                )
+            raise FileNotFoundError(
+                f"folder {text!r} has none of {list(folder_files)}; expected a saved tokenizer or model folder"
+            )
         return str(path)
     looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or Path(text.split("/")[0]).is_dir()
     if path.exists() or looks_local:
@@ -59,5 +73,5 @@ def resolve_model_path(name_or_path: str | Path) -> str:
 
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
-    """Load a tokenizer by Hub name, local path or alias."""
-    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    """Load a tokenizer by Hub name, local path (a model folder, or a folder with a saved tokenizer only) or alias."""
+    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, TOKENIZER_FILES))

@@ -18,7 +18,9 @@ from data.augment import (  # noqa: F401 (augment_problems, word_replacement_cop
     word_replacement_copies,
     words_per_row,
 )
+from data.balance import Balance, balanced_indices, class_repeats, describe_balance
 from data.labels import (  # noqa: F401 (label_name_problems, sorted_label_names: public names of this module before)
+    SINGLE_LABEL,
     LabelNames,
     label_count_problems,
     label_name_problems,
@@ -54,6 +56,7 @@ from data.transfer import (
     augment_sources,
     describe_rows,
     parse_augment,
+    parse_balance,
 )
 from data.transfer import source_name as _source_name
 from data.transfer import text_features as _text_features  # noqa: F401 (defined here before)
@@ -145,6 +148,10 @@ class ClfDataModule(pl.LightningDataModule):
             transfer rows (:class:`Augment`: ``copies``, ``p``, ``k``, ``min_words``, ``seed``, ``rows``); built with
             the teacher's word embeddings when a distiller attaches its teacher (:meth:`prepare_transfer`), labelled by
             the teacher like ``unlabeled``.
+        balance: Repeat the transfer rows of the classes the teacher rarely predicts (:class:`data.balance.Balance`:
+            ``power``, ``max_repeats``; single-label classification): each transfer row appears
+            ``round((n_max / n_c) ** power)`` times (at most ``max_repeats``), ``n_c`` being how many transfer rows
+            have its teacher top class. Applied once the teacher has labelled the transfer rows, before training.
         teacher_outputs: JSON Lines file(s) of precomputed teacher outputs (``label.py`` writes them), so that no
             teacher model is needed (:mod:`data.teacher_outputs`: format, checks). An outputs column inside the data
             (``teacher_logits`` / ``teacher_probs``) is read without this.
@@ -183,6 +190,7 @@ class ClfDataModule(pl.LightningDataModule):
         max_unlabeled_samples: int | None = None,
         rest_as_unlabeled: bool = False,
         augment: Augment | None = None,
+        balance: Balance | None = None,
         teacher_outputs: str | list[str] | None = None,
         teacher_outputs_field: str | None = None,
         teacher_outputs_kind: str | None = None,
@@ -197,12 +205,17 @@ class ClfDataModule(pl.LightningDataModule):
         problems.extend(problem_type_problems(problem_type))
         augment, found = parse_augment(augment)
         problems.extend(found)
+        balance, found = parse_balance(balance)
+        problems.extend(found)
         if problems:
             raise DataError(problems)
-        self.save_hyperparameters(ignore=["dataset", "tokenizer", "unlabeled", "augment"])
+        self.save_hyperparameters(ignore=["dataset", "tokenizer", "unlabeled", "augment", "balance"])
         self.hparams["unlabeled"] = None if unlabeled is None else _source_name(unlabeled)
         self.hparams["augment"] = None if augment is None else dataclasses.asdict(augment)
+        self.hparams["balance"] = None if balance is None else dataclasses.asdict(balance)
         self.augment = augment
+        self.balance = balance
+        self._balanced_rows: int | None = None  # transfer rows once balanced (known after the teacher labelled them)
         self._augment_rows: int | None = None  # counted on first use: a pass over every row that augment copies
         self.label_stats: dict[str, LabelStats] = {}  # per split, from the last add_teacher_logits
         self.notes: list[str] = []  # what the data module said about its data (also logged), e.g. ignored columns
@@ -257,6 +270,7 @@ class ClfDataModule(pl.LightningDataModule):
             max_train_samples,
             self.augment,
         )
+        self._check_balance()
         self.outputs.check_rows(self.raw, self.transfer, self.text_fields)
         if self.outputs.active:
             self._note(self.outputs.describe())
@@ -297,6 +311,26 @@ class ClfDataModule(pl.LightningDataModule):
         self.notes.append(message)
         rank_zero_info(message)
 
+    def _check_balance(self) -> None:
+        """Refuse ``balance`` where it has nothing to balance or no single class per row to balance on."""
+        if self.balance is None:
+            return
+        problems = []
+        if self.problem_type != SINGLE_LABEL:
+            problems.append(
+                f"balance (--data.balance)={dataclasses.asdict(self.balance)} repeats transfer rows by the teacher's "
+                f"top class, but problem_type={self.problem_type!r} has none; expected single_label_classification "
+                "data, or --data.balance null"
+            )
+        if not self.transfer and self.augment is None:
+            problems.append(
+                f"balance (--data.balance)={dataclasses.asdict(self.balance)} repeats transfer rows, but the run has "
+                "none; expected a transfer set (--data.unlabeled, --data.rest_as_unlabeled or --data.augment), or "
+                "--data.balance null"
+            )
+        if problems:
+            raise DataError(problems)
+
     @property
     def transfer_sources(self) -> list[str]:
         """The transfer sources configured (``unlabeled``, ``rest_as_unlabeled``, ``augment``); empty: none."""
@@ -320,7 +354,10 @@ class ClfDataModule(pl.LightningDataModule):
         return augment_sources(self.raw["train"], self.transfer, self.text_fields, self.augment)
 
     def transfer_rows(self) -> int:
-        """Transfer rows in the training split: unlabelled rows, left-out training rows and augmented copies."""
+        """Transfer rows in the training split: unlabelled rows, left-out training rows and augmented copies (with
+        ``balance``: repeated, once the teacher has labelled them)."""
+        if self._balanced_rows is not None:
+            return self._balanced_rows
         return sum(len(rows) for name, rows in self.transfer.items() if name != "augment") + self.augment_rows()
 
     def train_rows(self) -> dict[str, int]:
@@ -330,7 +367,10 @@ class ClfDataModule(pl.LightningDataModule):
     def describe_train_rows(self) -> str:
         """One log line: labelled and transfer rows, the transfer rows by origin."""
         augment_rows = None if self.augment is None else self.augment_rows()
-        return describe_rows(len(self.raw["train"]), self.transfer, augment_rows)
+        line = describe_rows(len(self.raw["train"]), self.transfer, augment_rows)
+        if self._balanced_rows is not None:
+            line += f"; {self._balanced_rows:,} transfer rows once balanced on the teacher's top class"
+        return line
 
     def prepare_transfer(self, teacher: PreTrainedModel) -> None:
         """Make the teacher-dependent transfer rows: the ``augment`` copies (from the teacher's word embeddings).
@@ -393,15 +433,32 @@ class ClfDataModule(pl.LightningDataModule):
             out = out.add_column(TEACHER_LOGITS, self.outputs.logits(ds, self.text_fields))
         return _batch_columns(out)
 
-    def _compose_train(self) -> None:
-        """The tokenized training split: the labelled rows, then every transfer part."""
+    def _compose_train(self, balance: bool = True) -> None:
+        """The tokenized training split: the labelled rows, then every transfer part (balanced when the rows carry
+        teacher outputs and ``balance`` is set, unless ``balance`` is False here)."""
         parts = [self._tokenized_train, *self._tokenized_transfer.values()]
+        self._balanced_rows = None
         if len(parts) == 1:
             self.tokenized["train"] = parts[0]
             return
         columns = [c for c in (*MODEL_INPUTS, "labels", TEACHER_LOGITS) if c in parts[0].column_names]
         merged = concatenate_datasets([p.with_format(None).select_columns(columns) for p in parts])
         self.tokenized["train"] = _batch_columns(merged)
+        if balance and TEACHER_LOGITS in columns:
+            self._balance_train()
+
+    def _balance_train(self) -> None:
+        """Repeat the transfer rows of the training split by their teacher top class (``balance``; no-op without)."""
+        if self.balance is None:
+            return
+        train = self.tokenized["train"].with_format(None)
+        labeled = len(self._tokenized_train)
+        top = torch.tensor(train.select(range(labeled, len(train)))[TEACHER_LOGITS]).argmax(-1).tolist()
+        counts, repeats = class_repeats(top, self.num_labels, self.balance)
+        indices = balanced_indices(labeled, top, repeats)
+        self.tokenized["train"] = _batch_columns(train.select(indices))
+        self._balanced_rows = len(indices) - labeled
+        self._note(describe_balance(counts, repeats, self.label_names))
 
     def add_teacher_logits(
         self,
@@ -430,6 +487,8 @@ class ClfDataModule(pl.LightningDataModule):
         if getattr(self, "_teacher_key", None) == teacher_key:
             return
         tokenizer = self.teacher_tokenizer or self.tokenizer
+        if self.balance is not None:  # the teacher labels each transfer row once: the training split unbalanced
+            self._compose_train(balance=False)
         for split, ds in self.tokenized.items():
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
             rows = base  # what the teacher reads: these rows, or the same texts in its own tokens
@@ -448,6 +507,7 @@ class ClfDataModule(pl.LightningDataModule):
             self.label_stats[split] = stats
             rank_zero_info(stats.summary(f"{split} rows"))
             self.tokenized[split] = _batch_columns(base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist()))
+        self._balance_train()
         self._teacher_key = teacher_key
 
     def use_student_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:

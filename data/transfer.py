@@ -17,6 +17,7 @@ from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.augment import Augment, augment_problems, word_replacement_copies, words_per_row
+from data.balance import Balance, balance_problems
 from data.sources import LABEL_FIELDS, DataError, DataSource, detect_text_fields, load_source
 from data.splits import text_problems
 from data.teacher_outputs import TeacherOutputs
@@ -35,22 +36,39 @@ def text_features(fields: list[str]) -> Features:
     return Features({f: Value("string") for f in fields})
 
 
+def parse_settings(
+    value: object, cls: type, field: str, check: Callable[[object], list[str]]
+) -> tuple[object | None, list[str]]:
+    """A settings dataclass of the data module (``augment``, ``balance``) from its value and the value's problems.
+
+    Args:
+        value: None, an instance of ``cls``, or a mapping from Python code (converted).
+        cls: The dataclass.
+        field: The data module's argument (named in the messages, as ``--data.<field>``).
+        check: Lists the problems of a ``cls`` instance.
+    """
+    problems = []
+    if isinstance(value, dict):  # given as a mapping by Python code
+        keys = list(cls.__dataclass_fields__)
+        unknown = sorted(set(value) - set(keys))
+        if unknown:
+            problems.append(f"{field} (--data.{field}) has unknown key(s) {unknown}; expected keys among {keys}")
+        value = cls(**{k: v for k, v in value.items() if k in keys})
+    if value is not None and not isinstance(value, cls):
+        problems.append(f"{field} (--data.{field})={value!r}: expected null or a mapping of {cls.__name__} settings")
+    elif value is not None:
+        problems.extend(check(value))
+    return value, problems
+
+
 def parse_augment(augment: Augment | dict | None) -> tuple[Augment | None, list[str]]:
     """The ``augment`` setting as an :class:`Augment` (a mapping from Python code is converted) and its problems."""
-    problems = []
-    if isinstance(augment, dict):  # given as a mapping by Python code
-        unknown = sorted(set(augment) - set(Augment.__dataclass_fields__))
-        if unknown:
-            problems.append(
-                f"augment (--data.augment) has unknown key(s) {unknown}; expected keys among "
-                f"{list(Augment.__dataclass_fields__)}"
-            )
-        augment = Augment(**{k: v for k, v in augment.items() if k in Augment.__dataclass_fields__})
-    if augment is not None and not isinstance(augment, Augment):
-        problems.append(f"augment (--data.augment)={augment!r}: expected null or a mapping of Augment settings")
-    elif augment is not None:
-        problems.extend(augment_problems(augment))
-    return augment, problems
+    return parse_settings(augment, Augment, "augment", augment_problems)
+
+
+def parse_balance(balance: Balance | dict | None) -> tuple[Balance | None, list[str]]:
+    """The ``balance`` setting as a :class:`Balance` (a mapping from Python code is converted) and its problems."""
+    return parse_settings(balance, Balance, "balance", balance_problems)
 
 
 def augment_sources(

@@ -275,11 +275,13 @@ class HgExport(pl.Callback):
         dm = getattr(pl_module, "dm", None) or getattr(trainer, "datamodule", None)
         dm_hp = dict(getattr(dm, "hparams", {}) or {})
         for key, value in dm_hp.items():  # transfer sets / augmentation, when the data module has them
-            if value not in (None, False, [], {}) and any(w in key for w in ("transfer", "augment", "unlabel")):
+            if value not in (None, False, [], {}) and any(w in key for w in ("transfer", "augment", "unlabel", "balance")):
                 recipe[key] = value
         transfer = getattr(dm, "transfer", None)
         if isinstance(transfer, dict) and transfer:  # unlabelled rows the teacher labels (see ClfDataModule)
             recipe["transfer set"] = ", ".join(f"{name}: {len(rows)} rows" for name, rows in transfer.items())
+            if getattr(dm, "balance", None) is not None:  # rows repeated by the teacher's top class
+                recipe["transfer rows once balanced"] = dm.transfer_rows()
         for key in ("batch_size", "max_length", "max_train_samples"):
             if dm_hp.get(key) is not None:
                 recipe[key] = dm_hp[key]

@@ -253,7 +253,7 @@ class BaseDistiller(ClfModule):
 
     def setup(self, stage: str) -> None:
         """Make the teacher's transfer rows (augmented copies) and attach cached teacher logits to the data when only
-        logits are needed (and caching is on)."""
+        logits are needed (and caching is on) or when the data balances its transfer rows on them."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         if isinstance(dm, ClfDataModule) and self.teacher is not None:
             dm.prepare_transfer(self.teacher)  # the augmented copies, from the teacher's word embeddings
@@ -262,7 +262,8 @@ class BaseDistiller(ClfModule):
         )
         if self.teacher is None:  # the data carries the teacher's outputs (data.teacher_outputs)
             self.use_teacher_cache = True
-        elif self.use_teacher_cache:
+        elif self.use_teacher_cache or (isinstance(dm, ClfDataModule) and dm.balance is not None):
+            # data.balance repeats transfer rows by the teacher's top class: the teacher labels them before training
             dm.add_teacher_logits(self.teacher, device=self.trainer.strategy.root_device)
 
     def on_fit_start(self) -> None:

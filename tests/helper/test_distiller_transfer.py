@@ -90,3 +90,18 @@ def test_finetuning_refuses_a_transfer_set(transfer_dm, tiny_student) -> None:
 
     with pytest.raises(ValueError, match=r"data.unlabeled.*no teacher to label.*--data.unlabeled null"):
         ClfFinetune(tiny_student, transfer_dm)
+
+
+def test_balance_with_intermediate_adaptors_labels_before_training(
+    tmp_path, monkeypatch, toy_dataset, minilm_path, tiny_teacher, tiny_student
+) -> None:
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    unlabeled = Dataset.from_dict({"text": UNLABELED})
+    dm = ClfDataModule(toy_dataset, tokenizer=minilm_path, batch_size=8, unlabeled=unlabeled, balance={"power": 1.0})
+    distiller = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT", "LogitKD"], dm)
+    assert distiller.t_taps is not None  # the teacher runs in every step, yet labels the transfer rows first
+    quick_trainer(max_steps=1).fit(distiller, dm)
+    assert not distiller.use_teacher_cache and dm.label_stats["train"].rows == len(dm.raw["train"]) + 12
+    top = dm.tokenized["train"][len(dm.raw["train"]) :][TEACHER_LOGITS].argmax(-1).tolist()
+    counts = [top.count(c) for c in range(dm.num_labels)]
+    assert len(top) == dm.transfer_rows() == sum(n * max(1, round(max(counts) / n)) for n in counts if n)

@@ -80,3 +80,18 @@ def test_saved_student_with_another_tokenizer_distils_through_logits(folder: Pat
     BaseDistiller(str(folder / "teacher"), str(folder / "cased"), ["LogitKD"], dm)
     assert dm.teacher_tokenizer is not None and dm.tokenizer is not dm.teacher_tokenizer
     assert dm.tokenizer.tokenize("Good")[0] != dm.teacher_tokenizer.tokenize("Good")[0]
+
+
+def test_trained_vocabulary_folder_is_reused_as_the_log_line_says(folder: Path):
+    dm = ClfDataModule(str(folder / "data"), tokenizer=str(folder / "teacher"))
+    trained = BaseDistiller(str(folder / "teacher"), dict(OWN), ["LogitKD"], dm)
+    kept = Path(dm.tokenizer.name_or_path)  # the folder the run logs: "... kept at <folder>"
+    assert not (kept / "config.json").exists() and (kept / "tokenizer.json").is_file()  # a tokenizer, no model
+    again = ClfDataModule(str(folder / "data"), tokenizer=str(folder / "teacher"))
+    spec = {k: v for k, v in OWN.items() if k not in ("vocab_size", "tokenizer")}
+    alone = BaseDistiller(str(folder / "teacher"), {**spec, "tokenizer": str(kept)}, [], again, alpha=1.0)
+    assert again.tokenizer.get_vocab() == dm.tokenizer.get_vocab()
+    assert alone.student.config.vocab_size == trained.student.config.vocab_size
+    (folder / "empty").mkdir()
+    with pytest.raises(TeacherSourceError, match=r"has none of \['tokenizer.json'"):
+        BaseDistiller(str(folder / "teacher"), {**spec, "tokenizer": str(folder / "empty")}, [], again, alpha=1.0)
