@@ -205,10 +205,11 @@ def test_keys_inside_a_section_left_null_are_searched_and_checked_by_the_parser(
     space = {
         "data.augment.copies": {"type": "int", "low": 1, "high": 4},
         "data.augment.p": {"type": "float", "low": 0.1, "high": 0.5},
+        "data.balance.power": {"type": "float", "low": 0.25, "high": 1.0},
     }
     spec = hpo.load_spec(write_hpo(tmp_path, search_space=space))
-    cfg = hpo.trial_config(spec, 0, {"data.augment.copies": 3, "data.augment.p": 0.2})
-    assert cfg["data"]["augment"] == {"copies": 3, "p": 0.2}
+    cfg = hpo.trial_config(spec, 0, {"data.augment.copies": 3, "data.augment.p": 0.2, "data.balance.power": 0.5})
+    assert cfg["data"]["augment"] == {"copies": 3, "p": 0.2} and cfg["data"]["balance"] == {"power": 0.5}
     bad = write_hpo(tmp_path, search_space={"data.augment.copiez": {"type": "int", "low": 1, "high": 4}})
     with pytest.raises(
         hpo.HpoConfigError, match=r"search_space\.data\.augment\.copiez: value 1 does not parse.*copiez"
