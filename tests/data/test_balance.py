@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from jsonargparse import ArgumentParser
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from data.balance import Balance, balanced_indices, class_repeats, describe_balance
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
@@ -21,11 +20,6 @@ POS = ["a wonderful film", "great acting and a warm story", "i loved every minut
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat"]
 COMMON = [f"an ordinary review number {i}" for i in range(8)]  # the teacher's top class: negative
 RARE = "a rare glowing review"  # the teacher's top class: positive
-
-
-@pytest.fixture(scope="module")
-def tok(minilm_path: str) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 @pytest.fixture
@@ -144,16 +138,3 @@ def test_balance_needs_one_class_per_row(tok) -> None:
     )
     with pytest.raises(DataError, match=r"problem_type='multi_label_classification' has none"):
         ClfDataModule(multi, tokenizer=tok, unlabeled=Dataset.from_dict({"text": ["x y"]}), balance={})
-
-
-def test_balance_parses_from_yaml_and_command_line(tmp_path: Path) -> None:
-    parser = ArgumentParser()
-    parser.add_class_arguments(ClfDataModule, "data")
-    config = tmp_path / "config.yaml"
-    config.write_text("data:\n  unlabeled: ../shared/data/tweets_unlabeled\n  balance: {power: 1.0}\n")
-    parser.add_argument("--config", action="config")
-    cfg = parser.parse_args(["--config", str(config), "--data.balance.max_repeats", "4"])
-    balance = parser.instantiate_classes(cfg).data.balance
-    assert balance == Balance(power=1.0, max_repeats=4)
-    assert parser.parse_args(["--config", str(config), "--data.balance", "null"]).data.balance is None
-    assert parser.parse_args(["--data.balance.power", "0.7"]).data.balance.max_repeats == 8

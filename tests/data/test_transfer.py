@@ -9,10 +9,10 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from jsonargparse import ArgumentParser
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 import data.sources
 from data.augment import Augment
+from data.balance import Balance
 from data.data_module import IGNORE_INDEX, TEACHER_LOGITS, ClfDataModule
 from data.sources import DataError
 from tests.tiny import shared_data, tiny_bert
@@ -20,11 +20,6 @@ from tests.tiny import shared_data, tiny_bert
 POS = ["a wonderful film", "great acting and a warm story", "i loved every minute", "funny and smart"]
 NEG = ["a dull mess", "boring and far too long", "i hated the ending", "clumsy and flat"]
 UNLABELED = [f"an unseen review number {i} of a film" for i in range(6)]
-
-
-@pytest.fixture(scope="module")
-def tok(minilm_path: str) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 @pytest.fixture
@@ -308,7 +303,9 @@ def test_augment_and_unlabeled_parse_from_yaml_and_command_line(tmp_path: Path) 
     parser = ArgumentParser()
     parser.add_class_arguments(ClfDataModule, "data")
     config = tmp_path / "config.yaml"
-    config.write_text("data:\n  unlabeled: ../shared/data/tweets_unlabeled\n  augment: {copies: 2, p: 0.5}\n")
+    config.write_text(
+        "data:\n  unlabeled: ../shared/data/tweets_unlabeled\n  augment: {copies: 2, p: 0.5}\n  balance: {power: 1.0}\n"
+    )
     parser.add_argument("--config", action="config")
     cfg = parser.parse_args(["--config", str(config), "--data.augment.copies", "4", "--data.augment.seed", "7"])
     assert cfg.data.unlabeled == "../shared/data/tweets_unlabeled"
@@ -321,6 +318,10 @@ def test_augment_and_unlabeled_parse_from_yaml_and_command_line(tmp_path: Path) 
     assert cfg.data.augment.copies == 3 and cfg.data.augment.p == 0.3 and cfg.data.augment.rows == "labeled"
     cfg = parser.parse_args(["--config", str(config), "--data.augment.rows", "all"])
     assert cfg.data.augment.rows == "all" and cfg.data.augment.copies == 2
+    cfg = parser.parse_args(["--config", str(config), "--data.balance.max_repeats", "4"])
+    assert parser.instantiate_classes(cfg).data.balance == Balance(power=1.0, max_repeats=4)
+    assert parser.parse_args(["--config", str(config), "--data.balance", "null"]).data.balance is None
+    assert parser.parse_args(["--data.balance.power", "0.7"]).data.balance.max_repeats == 8  # from nothing: defaults
     with pytest.raises(SystemExit):
         parser.parse_args(["--data.augment.copies", "many"])
 
