@@ -275,7 +275,9 @@ class HgExport(pl.Callback):
         dm = getattr(pl_module, "dm", None) or getattr(trainer, "datamodule", None)
         dm_hp = dict(getattr(dm, "hparams", {}) or {})
         for key, value in dm_hp.items():  # transfer sets / augmentation, when the data module has them
-            if value not in (None, False, [], {}) and any(w in key for w in ("transfer", "augment", "unlabel", "balance")):
+            if value not in (None, False, [], {}) and any(
+                w in key for w in ("transfer", "augment", "unlabel", "balance")
+            ):
                 recipe[key] = value
         transfer = getattr(dm, "transfer", None)
         if isinstance(transfer, dict) and transfer:  # unlabelled rows the teacher labels (see ClfDataModule)
