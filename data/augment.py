@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from data.sources import is_int, is_number, settings_problems
 from data.teacher_store import teacher_logits
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ class Augment:
 AUGMENT_ROWS = ("labeled", "all")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def augment_problems(augment: Augment, field: str | None = "augment") -> list[str]:
     """Every out-of-range or mistyped value of an :class:`Augment` (an empty list when it is fine).
 
@@ -72,22 +69,14 @@ def augment_problems(augment: Augment, field: str | None = "augment") -> list[st
             None gives plain ``copies``, for function arguments).
     """
     checks = (
-        ("copies", _is_int(augment.copies) and augment.copies >= 1, "an integer >= 1"),
-        (
-            "p",
-            isinstance(augment.p, (int, float)) and not isinstance(augment.p, bool) and 0 < augment.p <= 1,
-            "a probability in (0, 1]",
-        ),
-        ("k", _is_int(augment.k) and augment.k >= 1, "an integer >= 1"),
-        ("min_words", _is_int(augment.min_words) and augment.min_words >= 0, "an integer >= 0"),
-        ("seed", _is_int(augment.seed), "an integer"),
+        ("copies", is_int(augment.copies) and augment.copies >= 1, "an integer >= 1"),
+        ("p", is_number(augment.p) and 0 < augment.p <= 1, "a probability in (0, 1]"),
+        ("k", is_int(augment.k) and augment.k >= 1, "an integer >= 1"),
+        ("min_words", is_int(augment.min_words) and augment.min_words >= 0, "an integer >= 0"),
+        ("seed", is_int(augment.seed), "an integer"),
         ("rows", augment.rows in AUGMENT_ROWS, f"one of {list(AUGMENT_ROWS)}"),
     )
-
-    def named(name: str) -> str:
-        return name if field is None else f"{field}.{name} (--data.{field}.{name})"
-
-    return [f"{named(name)}={getattr(augment, name)!r}: expected {expected}" for name, ok, expected in checks if not ok]
+    return settings_problems(augment, checks, field)
 
 
 def words_per_row(rows: Dataset, fields: list[str]) -> list[int]:

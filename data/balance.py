@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from data.sources import is_int, is_number, settings_problems
+
 #: What ``power`` and ``max_repeats`` accept.
 POWER_RANGE = "a number in (0, 1]"
 
@@ -42,14 +44,10 @@ def balance_problems(balance: Balance, field: str = "balance") -> list[str]:
     """Every out-of-range or mistyped value of a :class:`Balance` (an empty list when it is fine)."""
     power, repeats = balance.power, balance.max_repeats
     checks = (
-        ("power", isinstance(power, (int, float)) and not isinstance(power, bool) and 0 < power <= 1, POWER_RANGE),
-        ("max_repeats", isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 1, "an integer >= 1"),
+        ("power", is_number(power) and 0 < power <= 1, POWER_RANGE),
+        ("max_repeats", is_int(repeats) and repeats >= 1, "an integer >= 1"),
     )
-    return [
-        f"{field}.{name} (--data.{field}.{name})={getattr(balance, name)!r}: expected {expected}"
-        for name, ok, expected in checks
-        if not ok
-    ]
+    return settings_problems(balance, checks, field)
 
 
 def class_repeats(top: Sequence[int], num_labels: int, balance: Balance) -> tuple[list[int], list[int]]:

@@ -50,6 +50,34 @@ class DataError(ProblemsError):
     bare_single = True
 
 
+def is_int(value: object) -> bool:
+    """An ``int`` that is not a ``bool`` (YAML's true/false are not counts)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """An ``int`` or ``float`` that is not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def settings_problems(settings: object, checks: Sequence[tuple[str, bool, str]], field: str | None) -> list[str]:
+    """The messages of the failed checks of a data module's settings dataclass (``augment``, ``balance``).
+
+    Args:
+        settings: The dataclass (its values are quoted in the messages).
+        checks: ``(attribute, passed, what was expected)`` per value.
+        field: The data module's argument: ``augment`` names ``augment.copies (--data.augment.copies)``; None names
+            plain ``copies`` (for function arguments).
+    """
+
+    def named(name: str) -> str:
+        return name if field is None else f"{field}.{name} (--data.{field}.{name})"
+
+    return [
+        f"{named(name)}={getattr(settings, name)!r}: expected {expected}" for name, ok, expected in checks if not ok
+    ]
+
+
 def _builder_for(path: Path) -> tuple[str, dict]:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
