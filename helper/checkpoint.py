@@ -13,11 +13,14 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from filelock import FileLock, Timeout
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 from safetensors.torch import load_file, save_file
@@ -328,3 +331,60 @@ def _outputs_source(dm: Any) -> str | None:
     outputs = getattr(dm, "outputs", None)
     files = [str(f) for f in getattr(outputs, "files", None) or []]
     return f"teacher outputs from {', '.join(files)}" if files else None
+
+
+class FolderInUseError(RuntimeError):
+    """Another run that is still going writes to a folder this run would write to."""
+
+
+def in_use_lock(folder: str | Path) -> Path:
+    """The hidden lock file beside ``folder`` that a run holds while it writes there (see :func:`claim_folders`)."""
+    folder = Path(folder).resolve()
+    return folder.parent / f".{folder.name}.in_use.lock"
+
+
+@contextmanager
+def claim_folders(folders: Mapping[str, str | Path]) -> Iterator[None]:
+    """Hold the folders a run writes to (checkpoints, export) against other runs while the block runs.
+
+    Two runs in one checkpoint folder overwrite each other's files (both name them ``epoch=E-step=S.ckpt`` and
+    ``last.ckpt``), and the test-after-fit and the export may then read the other run's weights; two runs with one
+    export folder replace each other's model. Each folder gets an OS file lock (:func:`in_use_lock`, beside the
+    folder, which need not exist yet); the OS drops it when the process ends, so a crashed run leaves nothing to
+    clean up and is resumed as before. Folders named twice (the configs' best and last checkpoints share one) are
+    held once.
+
+    Args:
+        folders: What sets each folder (the flag, shown in the error) -> the folder.
+
+    Raises:
+        FolderInUseError: Some folders are held by another live run: all of them are named, and none is held.
+    """
+    names: dict[Path, list[str]] = {}
+    for name, folder in folders.items():
+        names.setdefault(Path(folder).resolve(), []).append(name)
+    held: list[FileLock] = []
+    busy: list[str] = []
+    try:
+        for folder, flags in names.items():
+            lock_file = in_use_lock(folder)
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(lock_file), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                busy.append(f"{' and '.join(flags)} = {str(folder)!r}")
+                continue
+            held.append(lock)
+        if busy:
+            raise FolderInUseError(
+                "another run that is still going writes to "
+                + "; ".join(busy)
+                + ". Expected folders of this run's own (two runs in one folder overwrite each other's checkpoints"
+                " and exports): give the flags above other folders, e.g. with a seed suffix, or wait for that run to"
+                " end"
+            )
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()

@@ -17,14 +17,17 @@ import netrc
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from data.data_module import ClfDataModule
+from helper.checkpoint import claim_folders
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller
 from helper.finetuner import ClfFinetune
 
@@ -90,6 +93,8 @@ class DistillerCLI(LightningCLI):
 
     #: ``(source, target)`` links applied when parsing (source value copied to target).
     parse_links: Sequence[tuple[str, str]] = ()
+    #: Where the run's folders are held against other runs (None: not held); :func:`run` gives one per run.
+    claims: ExitStack | None = None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The model receives the instantiated data module (labels, tokenizer); the tokenizer follows the model."""
@@ -111,8 +116,14 @@ class DistillerCLI(LightningCLI):
             parser.link_arguments(source, target)
 
     def before_instantiate_classes(self) -> None:
-        """wandb logs offline (sync later with ``wandb sync``) when no credentials are configured."""
-        if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
+        """Hold the run's folders before anything is built; wandb logs offline when no credentials are configured.
+
+        The folders (see :func:`run_folders`) are held in :attr:`claims` (released when :func:`run` returns or
+        fails); rank 0 holds them: DDP's other ranks start as copies of this process and write through it.
+        """
+        if self.claims is not None and rank_zero_only.rank == 0:
+            self.claims.enter_context(claim_folders(run_folders(self.config.get("trainer", {}).get("callbacks"))))
+        if "WANDB_MODE" not in os.environ and not wandb_has_credentials():  # sync later with ``wandb sync``
             os.environ["WANDB_MODE"] = "offline"
 
 
@@ -137,30 +148,59 @@ def run(
     """
     argv = list(sys.argv[1:] if args is None else args)
     has_config = any(a == "--config" or a.startswith("--config=") for a in argv)
-    cli_class = type("CLI", (DistillerCLI,), {"parse_links": ((tokenizer_from, "data.tokenizer"),)})
-    cli = cli_class(
-        model_class,
-        ClfDataModule,
-        run=False,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,  # the modules own their AdamW and warm-up schedule (model.lr etc.)
-        trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
-        parser_kwargs={
-            "default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)],
-            "allow_abbrev": False,  # a mistyped key such as --trainer.max_epoch must fail, not match max_epochs
-        },
-    )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
-    if cli.trainer.interrupted:  # Ctrl-C during fit: no test, no summary (Lightning already reported it)
-        return cli
-    validation = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in SUMMARY_VAL_KEYS}
-    test_metrics, test_note = evaluate_test_split(
-        cli.trainer, cli.model, cli.datamodule, cli.config.get("test_after_fit")
-    )
+    with ExitStack() as claims:
+        links = ((tokenizer_from, "data.tokenizer"),)
+        cli_class = type("CLI", (DistillerCLI,), {"parse_links": links, "claims": claims})
+        cli = cli_class(
+            model_class,
+            ClfDataModule,
+            run=False,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,  # the modules own their AdamW and warm-up schedule (model.lr etc.)
+            trainer_defaults={"callbacks": list(extra_callbacks)} if extra_callbacks else None,
+            parser_kwargs={
+                "default_config_files": [] if has_config else [str(REPO_ROOT / "configs" / default_config)],
+                "allow_abbrev": False,  # a mistyped key such as --trainer.max_epoch must fail, not match max_epochs
+            },
+        )
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+        if cli.trainer.interrupted:  # Ctrl-C during fit: no test, no summary (Lightning already reported it)
+            return cli
+        validation = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in SUMMARY_VAL_KEYS}
+        test_metrics, test_note = evaluate_test_split(
+            cli.trainer, cli.model, cli.datamodule, cli.config.get("test_after_fit")
+        )
     if cli.trainer.is_global_zero:
         print(final_summary(cli.trainer, validation, test_metrics, test_note), flush=True)
     return cli
+
+
+#: Callbacks (by class name) that write into a folder of their ``dirpath``: checkpoints and the model export.
+FOLDER_CALLBACKS = ("ModelCheckpoint", "HgExport")
+
+
+def run_folders(callbacks: Sequence[Any] | None) -> dict[str, str]:
+    """The folders the configured callbacks write to, keyed by the flag that sets each one.
+
+    Args:
+        callbacks: The parsed ``trainer.callbacks`` (``class_path`` / ``init_args`` entries; callbacks given as
+            objects are skipped).
+
+    Returns:
+        ``{"trainer.callbacks.<i>.init_args.dirpath": folder}`` for each checkpoint or export callback with a
+        ``dirpath`` (a ModelCheckpoint without one writes into the logger's own, per-run, folder).
+    """
+    folders = {}
+    for i, callback in enumerate(callbacks or []):
+        class_path = getattr(callback, "class_path", None)
+        init_args = getattr(callback, "init_args", None)
+        if not isinstance(class_path, str) or class_path.rsplit(".", 1)[-1] not in FOLDER_CALLBACKS:
+            continue
+        dirpath = init_args.get("dirpath") if init_args is not None else None
+        if dirpath:
+            folders[f"--trainer.callbacks.{i}.init_args.dirpath"] = str(dirpath)
+    return folders
 
 
 def run_script(name: str, args: Sequence[str] | None = None) -> DistillerCLI:

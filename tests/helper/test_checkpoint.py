@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import helper.checkpoint as ckpt_mod
 from data.data_module import ClfDataModule
 from helper.checkpoint import TRAINER_STATE, WEIGHTS, HgCkptIO, HgExport
 from helper.finetuner import ClfFinetune
-from tests.tiny import quick_trainer, tiny_bert
+from tests.tiny import REPO_ROOT, quick_trainer, tiny_bert
 
 LABELS = ["negative", "positive"]
 
@@ -429,3 +431,34 @@ def test_a_failing_card_does_not_cost_the_export(tokenizer, tmp_path: Path, monk
     with pytest.warns(UserWarning, match="model card lacks the run's details"):
         trainer.fit(ClfFinetune(tiny_bert(layers=1, hidden=32, heads=2), dm), dm)
     assert (export_dir / WEIGHTS).is_file() and (export_dir / "README.md").read_text().startswith("---\n")
+
+
+HOLD = """
+import sys, time
+from helper.checkpoint import claim_folders
+with claim_folders({"--held": sys.argv[1]}):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_folder_held_by_another_live_process_is_refused_until_it_ends(tmp_path: Path) -> None:
+    """Another process holds the checkpoint folder: every busy folder is named, none is taken; its end frees it."""
+    ckpts, export = tmp_path / "runs" / "checkpoints", tmp_path / "outputs" / "student"
+    other = subprocess.Popen([sys.executable, "-c", HOLD, str(ckpts)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        folders = {"--best": ckpts, "--last": ckpts / ".." / "checkpoints", "--export": export}
+        with pytest.raises(ckpt_mod.FolderInUseError) as err, ckpt_mod.claim_folders(folders):
+            pass
+        message = str(err.value)
+        assert f"--best and --last = {str(ckpts.resolve())!r}" in message and "--export" not in message
+        assert not ckpts.exists()  # only the lock beside it: nothing of the other run's folder touched
+        with ckpt_mod.claim_folders({"--export": export}):  # the free folder was released with the error
+            pass
+    finally:
+        other.kill()
+        other.wait()
+    with ckpt_mod.claim_folders(folders):  # the OS dropped the dead process's lock: a resume takes the folder
+        with pytest.raises(ckpt_mod.FolderInUseError, match="--export"), ckpt_mod.claim_folders({"--export": export}):
+            pass  # and within one process the held folder is still refused to a second claim

@@ -11,7 +11,8 @@ import pytorch_lightning as pl
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from helper.cli import DistillerCLI, run, wandb_has_credentials
+from helper.checkpoint import FolderInUseError, claim_folders
+from helper.cli import DistillerCLI, run, run_folders, wandb_has_credentials
 from helper.distiller import BaseDistiller
 from helper.finetuner import ClfFinetune
 from tests.tiny import REPO_ROOT, save_tiny_model
@@ -219,22 +220,53 @@ def test_wandb_logs_offline_without_credentials(workdir: Path, monkeypatch: pyte
 
 
 def test_wandb_switch_leaves_credentials_and_an_explicit_mode_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    switch = DistillerCLI.before_instantiate_classes  # uses nothing of the CLI object
+    cli = DistillerCLI.__new__(DistillerCLI)  # no claims: the hook only switches wandb's mode
+    switch = DistillerCLI.before_instantiate_classes
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    switch(None)
+    switch(cli)
     assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
     monkeypatch.delenv("WANDB_API_KEY")
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
     (tmp_path / ".netrc").chmod(0o600)
-    switch(None)
+    switch(cli)
     assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
     (tmp_path / ".netrc").unlink()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    switch(None)
+    switch(cli)
     assert not wandb_has_credentials() and os.environ["WANDB_MODE"] == "disabled"
     monkeypatch.delenv("WANDB_MODE")
-    switch(None)
+    switch(cli)
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_a_run_refuses_folders_another_live_run_writes_to(workdir: Path, minilm_path: str):
+    """A second run with the first one's checkpoint folder stops before training, naming the flag and the folder;
+    once the first run has ended its folders are free again."""
+    args = [_base("finetune"), f"--model.model={workdir / 'teacher'}", "--data.dataset=data", *COMMON]
+    with claim_folders({"--other-run": workdir / "ckpts"}), pytest.raises(FolderInUseError) as err:
+        run(ClfFinetune, "finetune.yaml", args=args)
+    assert f"--trainer.callbacks.0.init_args.dirpath = {str((workdir / 'ckpts').resolve())!r}" in str(err.value)
+    assert not (workdir / "ckpts").exists()
+    run(ClfFinetune, "finetune.yaml", args=[*args, "--trainer.max_epochs=1"])
+    with claim_folders({"--next-run": workdir / "ckpts"}):  # released when the run ended
+        assert any((workdir / "ckpts").iterdir())
+
+
+def test_run_folders_names_each_checkpoint_and_export_flag():
+    """Checkpoint and export callbacks with a dirpath are named by their index; others, and no dirpath, are not."""
+    from jsonargparse import Namespace
+
+    callbacks = [
+        Namespace(class_path="pytorch_lightning.callbacks.ModelCheckpoint", init_args=Namespace(dirpath="runs/c")),
+        Namespace(class_path="pytorch_lightning.callbacks.ModelCheckpoint", init_args=Namespace(dirpath=None)),
+        Namespace(class_path="helper.step_rate.StepRate", init_args=Namespace()),
+        Namespace(class_path="helper.checkpoint.HgExport", init_args=Namespace(dirpath="outputs/s")),
+    ]
+    assert run_folders(callbacks) == {
+        "--trainer.callbacks.0.init_args.dirpath": "runs/c",
+        "--trainer.callbacks.3.init_args.dirpath": "outputs/s",
+    }
+    assert run_folders(None) == {}
