@@ -381,8 +381,8 @@ def claim_folders(folders: Mapping[str, str | Path]) -> Iterator[None]:
                 "another run that is still going writes to "
                 + "; ".join(busy)
                 + ". Expected folders of this run's own (two runs in one folder overwrite each other's checkpoints"
-                " and exports): give the flags above other folders, e.g. with a seed suffix, or wait for that run to"
-                " end"
+                " and exports): give this run another export folder (--trainer.callbacks.dirpath in the shipped"
+                " configs; their checkpoints follow it), or wait for that run to end"
             )
         yield
     finally:

@@ -88,6 +88,12 @@ def wandb_has_credentials() -> bool:
         return False
 
 
+def wandb_offline_without_credentials() -> None:
+    """wandb logs offline (sync later with ``wandb sync``) when no credentials are configured and no mode is set."""
+    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+
+
 class DistillerCLI(LightningCLI):
     """LightningCLI that links the data module into the model and the model's tokenizer into the data module."""
 
@@ -116,15 +122,17 @@ class DistillerCLI(LightningCLI):
             parser.link_arguments(source, target)
 
     def before_instantiate_classes(self) -> None:
-        """Hold the run's folders before anything is built; wandb logs offline when no credentials are configured.
+        """Name and hold the run's folders before anything is built; wandb logs offline without credentials.
 
-        The folders (see :func:`run_folders`) are held in :attr:`claims` (released when :func:`run` returns or
-        fails); rank 0 holds them: DDP's other ranks start as copies of this process and write through it.
+        Checkpoint folders left unset follow the export (:func:`name_checkpoint_folders`). The folders (see
+        :func:`run_folders`) are held in :attr:`claims` (released when :func:`run` returns or fails); rank 0 holds
+        them: DDP's other ranks start as copies of this process and write through it.
         """
+        trainer = self.config.get("trainer") or {}
+        name_checkpoint_folders(trainer.get("callbacks"), trainer.get("default_root_dir"))
         if self.claims is not None and rank_zero_only.rank == 0:
-            self.claims.enter_context(claim_folders(run_folders(self.config.get("trainer", {}).get("callbacks"))))
-        if "WANDB_MODE" not in os.environ and not wandb_has_credentials():  # sync later with ``wandb sync``
-            os.environ["WANDB_MODE"] = "offline"
+            self.claims.enter_context(claim_folders(run_folders(trainer.get("callbacks"))))
+        wandb_offline_without_credentials()
 
 
 def run(
@@ -180,6 +188,33 @@ def run(
 FOLDER_CALLBACKS = ("ModelCheckpoint", "HgExport")
 
 
+def _class_name(callback: Any) -> str:
+    class_path = getattr(callback, "class_path", None)
+    return class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else ""
+
+
+def name_checkpoint_folders(callbacks: Sequence[Any] | None, root: str | None) -> None:
+    """Give each ``ModelCheckpoint`` without a ``dirpath`` the folder ``<root>/checkpoints/<export folder name>``.
+
+    The shipped configs leave ``dirpath`` unset, so the one flag that names a run's model
+    (``--trainer.callbacks.dirpath outputs/student_s43``, the export, the last callback) also gives it checkpoints
+    of its own (``runs/<job>/checkpoints/student_s43``): runs of one config at once (seeds, a student-alone
+    baseline) never share a checkpoint folder. The parsed config is updated in place, so the configuration saved
+    beside the run shows the folder. Without an export (``HgExport``) Lightning's default stays.
+
+    Args:
+        callbacks: The parsed ``trainer.callbacks`` (``class_path`` / ``init_args`` entries).
+        root: ``trainer.default_root_dir`` (None: the working directory).
+    """
+    exports = [c.init_args.get("dirpath") for c in callbacks or [] if _class_name(c) == "HgExport"]
+    if not exports or not exports[-1]:
+        return
+    folder = Path(root or ".") / "checkpoints" / Path(exports[-1]).name
+    for callback in callbacks:
+        if _class_name(callback) == "ModelCheckpoint" and not callback.init_args.get("dirpath"):
+            callback.init_args.dirpath = str(folder)
+
+
 def run_folders(callbacks: Sequence[Any] | None) -> dict[str, str]:
     """The folders the configured callbacks write to, keyed by the flag that sets each one.
 
@@ -188,18 +223,16 @@ def run_folders(callbacks: Sequence[Any] | None) -> dict[str, str]:
             objects are skipped).
 
     Returns:
-        ``{"trainer.callbacks.<i>.init_args.dirpath": folder}`` for each checkpoint or export callback with a
+        ``{"trainer.callbacks[<i>] (<class>) dirpath": folder}`` for each checkpoint or export callback with a
         ``dirpath`` (a ModelCheckpoint without one writes into the logger's own, per-run, folder).
     """
     folders = {}
     for i, callback in enumerate(callbacks or []):
-        class_path = getattr(callback, "class_path", None)
-        init_args = getattr(callback, "init_args", None)
-        if not isinstance(class_path, str) or class_path.rsplit(".", 1)[-1] not in FOLDER_CALLBACKS:
+        if _class_name(callback) not in FOLDER_CALLBACKS:
             continue
-        dirpath = init_args.get("dirpath") if init_args is not None else None
+        dirpath = callback.init_args.get("dirpath") if getattr(callback, "init_args", None) is not None else None
         if dirpath:
-            folders[f"--trainer.callbacks.{i}.init_args.dirpath"] = str(dirpath)
+            folders[f"trainer.callbacks[{i}] ({_class_name(callback)}) dirpath"] = str(dirpath)
     return folders
 
 

@@ -35,11 +35,6 @@ def quick(out: Path, run: str) -> list[str]:
     ]
 
 
-def checkpoint_dir(out: Path, run: str) -> list[str]:
-    """Point the first callback (ModelCheckpoint) at a run folder of ``out``."""
-    return [f"--trainer.callbacks.0.init_args.dirpath={out / 'runs' / run / 'checkpoints'}"]
-
-
 @pytest.mark.slow
 def test_finetune_then_both_distillation_paths_on_rte(tmp_path):
     """finetune.py -> distillation_ms.py, and -> distillation_ts_1st.py -> distillation_ts_2nd.py, on RTE pairs."""

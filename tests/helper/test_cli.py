@@ -12,7 +12,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from helper.checkpoint import FolderInUseError, claim_folders
-from helper.cli import DistillerCLI, run, run_folders, wandb_has_credentials
+from helper.cli import (
+    name_checkpoint_folders,
+    run,
+    run_folders,
+    wandb_has_credentials,
+    wandb_offline_without_credentials,
+)
 from helper.distiller import BaseDistiller
 from helper.finetuner import ClfFinetune
 from tests.tiny import REPO_ROOT, save_tiny_model
@@ -220,25 +226,24 @@ def test_wandb_logs_offline_without_credentials(workdir: Path, monkeypatch: pyte
 
 
 def test_wandb_switch_leaves_credentials_and_an_explicit_mode_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    cli = DistillerCLI.__new__(DistillerCLI)  # no claims: the hook only switches wandb's mode
-    switch = DistillerCLI.before_instantiate_classes
+    switch = wandb_offline_without_credentials  # what the CLI does before building anything
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    switch(cli)
+    switch()
     assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
     monkeypatch.delenv("WANDB_API_KEY")
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
     (tmp_path / ".netrc").chmod(0o600)
-    switch(cli)
+    switch()
     assert wandb_has_credentials() and "WANDB_MODE" not in os.environ
     (tmp_path / ".netrc").unlink()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    switch(cli)
+    switch()
     assert not wandb_has_credentials() and os.environ["WANDB_MODE"] == "disabled"
     monkeypatch.delenv("WANDB_MODE")
-    switch(cli)
+    switch()
     assert os.environ["WANDB_MODE"] == "offline"
 
 
@@ -248,7 +253,8 @@ def test_a_run_refuses_folders_another_live_run_writes_to(workdir: Path, minilm_
     args = [_base("finetune"), f"--model.model={workdir / 'teacher'}", "--data.dataset=data", *COMMON]
     with claim_folders({"--other-run": workdir / "ckpts"}), pytest.raises(FolderInUseError) as err:
         run(ClfFinetune, "finetune.yaml", args=args)
-    assert f"--trainer.callbacks.0.init_args.dirpath = {str((workdir / 'ckpts').resolve())!r}" in str(err.value)
+    flag = "trainer.callbacks[0] (ModelCheckpoint) dirpath"
+    assert f"{flag} = {str((workdir / 'ckpts').resolve())!r}" in str(err.value)
     assert not (workdir / "ckpts").exists()
     run(ClfFinetune, "finetune.yaml", args=[*args, "--trainer.max_epochs=1"])
     with claim_folders({"--next-run": workdir / "ckpts"}):  # released when the run ended
@@ -266,7 +272,42 @@ def test_run_folders_names_each_checkpoint_and_export_flag():
         Namespace(class_path="helper.checkpoint.HgExport", init_args=Namespace(dirpath="outputs/s")),
     ]
     assert run_folders(callbacks) == {
-        "--trainer.callbacks.0.init_args.dirpath": "runs/c",
-        "--trainer.callbacks.3.init_args.dirpath": "outputs/s",
+        "trainer.callbacks[0] (ModelCheckpoint) dirpath": "runs/c",
+        "trainer.callbacks[3] (HgExport) dirpath": "outputs/s",
     }
     assert run_folders(None) == {}
+
+
+def test_checkpoints_follow_the_export_so_runs_of_one_config_run_at_once(workdir: Path):
+    """The shipped config leaves the checkpoint folders unset: they become runs/<job>/checkpoints/<export name>, so a
+    second run of the same config with another export folder runs while the first holds its folders."""
+    args = [_base("finetune"), f"--model.model={workdir / 'teacher'}", "--data.dataset=data", *COMMON[1:]]
+    first = workdir / "runs" / "finetune" / "checkpoints" / "seed43"
+    with claim_folders({"--the seed-43 run": first}):  # still going
+        cli = run(
+            ClfFinetune,
+            "finetune.yaml",
+            args=[*args, "--trainer.max_epochs=1", "--trainer.callbacks.dirpath=outputs/seed44"],
+        )
+    folder = (workdir / "runs" / "finetune" / "checkpoints" / "seed44").resolve()
+    assert [Path(c.dirpath).resolve() for c in cli.trainer.checkpoint_callbacks] == [folder, folder]
+    assert Path(cli.trainer.checkpoint_callback.best_model_path).parent.resolve() == folder
+    assert (workdir / "outputs" / "seed44" / "config.json").is_file()
+    assert "runs/finetune/checkpoints/seed44" in (workdir / "runs" / "finetune" / "config.yaml").read_text()
+    assert not first.exists()
+
+
+def test_a_dirpath_given_in_a_config_is_kept():
+    from jsonargparse import Namespace
+
+    callbacks = [
+        Namespace(class_path="pytorch_lightning.callbacks.ModelCheckpoint", init_args=Namespace(dirpath="mine")),
+        Namespace(class_path="pytorch_lightning.callbacks.ModelCheckpoint", init_args=Namespace(dirpath=None)),
+        Namespace(class_path="helper.checkpoint.HgExport", init_args=Namespace(dirpath="outputs/student_s43")),
+    ]
+    name_checkpoint_folders(callbacks, "runs/job")
+    derived = str(Path("runs/job/checkpoints/student_s43"))
+    assert [c.init_args.dirpath for c in callbacks] == ["mine", derived, "outputs/student_s43"]
+    alone = [Namespace(class_path="pytorch_lightning.callbacks.ModelCheckpoint", init_args=Namespace(dirpath=None))]
+    name_checkpoint_folders(alone, "runs/job")  # no export: Lightning's own default stays
+    assert alone[0].init_args.dirpath is None
