@@ -8,6 +8,7 @@ plus one file with the rest of the training state so that ``trainer.fit(..., ckp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from data.teacher_store import cache_root
 from helper.model_card import CardInfo, hub_base_model, write_model_card
 
 HF_KEY = "hf_export"
@@ -338,9 +340,13 @@ class FolderInUseError(RuntimeError):
 
 
 def in_use_lock(folder: str | Path) -> Path:
-    """The hidden lock file beside ``folder`` that a run holds while it writes there (see :func:`claim_folders`)."""
-    folder = Path(folder).resolve()
-    return folder.parent / f".{folder.name}.in_use.lock"
+    """The lock file a run holds while it writes to ``folder`` (see :func:`claim_folders`).
+
+    It lives in the project's cache (``$DISTILLER_CACHE/in_use``, named by a hash of the folder's absolute path), so
+    that holding a folder writes nothing into the run's own tree before the run has started.
+    """
+    key = hashlib.sha1(str(Path(folder).resolve()).encode()).hexdigest()
+    return cache_root() / "in_use" / f"{key}.lock"
 
 
 @contextmanager
@@ -349,9 +355,9 @@ def claim_folders(folders: Mapping[str, str | Path]) -> Iterator[None]:
 
     Two runs in one checkpoint folder overwrite each other's files (both name them ``epoch=E-step=S.ckpt`` and
     ``last.ckpt``), and the test-after-fit and the export may then read the other run's weights; two runs with one
-    export folder replace each other's model. Each folder gets an OS file lock (:func:`in_use_lock`, beside the
-    folder, which need not exist yet); the OS drops it when the process ends, so a crashed run leaves nothing to
-    clean up and is resumed as before. Folders named twice (the configs' best and last checkpoints share one) are
+    export folder replace each other's model. Each folder gets an OS file lock (:func:`in_use_lock`; the folder need
+    not exist yet); the OS drops it when the process ends, so a crashed run leaves nothing to clean up and is
+    resumed as before. Folders named twice (the configs' best and last checkpoints share one) are
     held once.
 
     Args:
