@@ -361,7 +361,7 @@ def claim_folders(folders: Mapping[str, str | Path]) -> Iterator[None]:
     held once.
 
     Args:
-        folders: What sets each folder (the flag, shown in the error) -> the folder.
+        folders: What sets each folder (a config key or flag, shown in the error) -> the folder.
 
     Raises:
         FolderInUseError: Some folders are held by another live run: all of them are named, and none is held.

@@ -216,7 +216,7 @@ def name_checkpoint_folders(callbacks: Sequence[Any] | None, root: str | None) -
 
 
 def run_folders(callbacks: Sequence[Any] | None) -> dict[str, str]:
-    """The folders the configured callbacks write to, keyed by the flag that sets each one.
+    """The folders the configured callbacks write to, keyed by the config entry that sets each one.
 
     Args:
         callbacks: The parsed ``trainer.callbacks`` (``class_path`` / ``init_args`` entries; callbacks given as
