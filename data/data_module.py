@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -466,30 +467,37 @@ class ClfDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         device: torch.device | str | None = None,
         progress: bool = True,
+        splits: Sequence[str] | None = None,
     ) -> None:
-        """Give every split a ``teacher_logits`` column with the teacher's logits, computed at most once per example.
+        """Give every split (or ``splits``) a ``teacher_logits`` column with the teacher's logits, computed at most
+        once per example.
 
         The transfer rows are made first (:meth:`prepare_transfer`). The logits come from
         :func:`data.teacher_store.label_rows`: rows whose tokens the same teacher has already seen (in any data
         module, run or augmentation pass) are read from its on-disk store, only the others run through the teacher
-        (under DDP, each process its share). Calling it again with the same teacher does nothing. Prints, per split,
-        how many rows the teacher labelled, how many were read from the store, and the labelling throughput.
+        (under DDP, each process its share). Calling it again with the same teacher labels only the splits it has not
+        labelled yet. Prints, per split, how many rows the teacher labelled, how many were read from the store, and
+        the labelling throughput.
 
         Args:
             teacher: The (frozen) teacher classifier.
             batch_size: Inference batch size.
             device: Where the teacher runs while labelling (default: where it is).
             progress: Show a progress bar while the teacher labels rows.
+            splits: The splits to label (default: all). The student trained alone compares no teacher outputs in
+                training: its run labels only the evaluation splits, for the teacher's metrics.
         """
         self.prepare_transfer(teacher)
         self.setup()
         teacher_key = model_fingerprint(teacher)
-        if getattr(self, "_teacher_key", None) == teacher_key:
-            return
+        if getattr(self, "_teacher_key", None) != teacher_key:  # a new teacher, or rows changed since
+            self._teacher_key, self._teacher_splits = teacher_key, set()
+        wanted = [s for s in self.tokenized if (splits is None or s in splits) and s not in self._teacher_splits]
         tokenizer = self.teacher_tokenizer or self.tokenizer
-        if self.balance is not None:  # the teacher labels each transfer row once: the training split unbalanced
+        if self.balance is not None and "train" in wanted:  # the teacher labels each transfer row once: unbalanced
             self._compose_train(balance=False)
-        for split, ds in self.tokenized.items():
+        for split in wanted:
+            ds = self.tokenized[split]
             base = ds.remove_columns(TEACHER_LOGITS) if TEACHER_LOGITS in ds.column_names else ds
             rows = base  # what the teacher reads: these rows, or the same texts in its own tokens
             if self.teacher_tokenizer is not None:
@@ -507,8 +515,9 @@ class ClfDataModule(pl.LightningDataModule):
             self.label_stats[split] = stats
             rank_zero_info(stats.summary(f"{split} rows"))
             self.tokenized[split] = _batch_columns(base.with_format(None).add_column(TEACHER_LOGITS, logits.tolist()))
-        self._balance_train()
-        self._teacher_key = teacher_key
+            self._teacher_splits.add(split)
+        if "train" in wanted:
+            self._balance_train()
 
     def use_student_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Let the student read its own tokens: model inputs come from ``tokenizer`` (also saved with the student),

@@ -263,8 +263,11 @@ class BaseDistiller(ClfModule):
         if self.teacher is None:  # the data carries the teacher's outputs (data.teacher_outputs)
             self.use_teacher_cache = True
         elif self.use_teacher_cache or (isinstance(dm, ClfDataModule) and dm.balance is not None):
-            # data.balance repeats transfer rows by the teacher's top class: the teacher labels them before training
-            dm.add_teacher_logits(self.teacher, device=self.trainer.strategy.root_device)
+            # data.balance repeats transfer rows by the teacher's top class: the teacher labels them before training;
+            # the student alone (no adaptors) needs the teacher's logits only for its metrics on the other splits
+            alone = not self.adaptors and dm.balance is None
+            splits = [s for s in dm.raw if s != "train"] if alone else None
+            dm.add_teacher_logits(self.teacher, device=self.trainer.strategy.root_device, splits=splits)
 
     def on_fit_start(self) -> None:
         """Silence Lightning's "Found N module(s) in eval mode at the start of training" for exactly the teacher.
@@ -313,19 +316,26 @@ class BaseDistiller(ClfModule):
                 fields[name] = torch.stack([raw[name][i] for i in layers])
         return Taps(**fields)
 
-    def distill(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def distill(
+        self, batch: dict[str, torch.Tensor], teacher: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Run teacher (frozen, ``no_grad``; or its cached logits) and student on one batch and compare them.
 
         Args:
             batch: A batch of the data module (``input_ids``, ``attention_mask``, ``labels``, ...; with the teacher
                 cache on, the teacher's logits).
+            teacher: Whether the teacher's logits are wanted without an adaptor to compare them (the metrics of
+                an evaluation step). With no adaptors and ``teacher=False`` the teacher does not run.
 
         Returns:
             Every adaptor's unweighted loss by adaptor name (see :meth:`adaptor_losses`), the student's logits and
-            the teacher's logits. The training step weighs the losses and adds the hard-label CE (:meth:`total_loss`).
+            the teacher's logits (None when the teacher did not run). The training step weighs the losses and adds
+            the hard-label CE (:meth:`total_loss`).
         """
         inputs = model_inputs(batch)
         t_raw: dict[str, Any] = {}
+        if not teacher and not self.adaptors:  # the student alone: nothing to compare
+            return {}, self.student(**inputs).logits, None
         if (self.use_teacher_cache or self.teacher is None) and TEACHER_LOGITS in batch:
             t_logits = batch[TEACHER_LOGITS]
         else:
@@ -386,7 +396,7 @@ class BaseDistiller(ClfModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One distillation step; logs every adaptor's loss by name, the total and the learning rate."""
-        losses, s_logits, _ = self.distill(batch)
+        losses, s_logits, _ = self.distill(batch, teacher=False)
         parts = self.total_loss(losses, s_logits, batch["labels"])
         size = len(batch["labels"])
         parts["labelled_fraction"] = labelled_rows(batch["labels"]).float().mean()

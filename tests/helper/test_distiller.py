@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from transformers import AutoModelForSequenceClassification
 
 from adaptors import ADAPTORS, build_adaptors
@@ -348,6 +348,27 @@ def test_cache_is_not_used_when_adaptors_need_more_than_logits(dm, tiny_teacher,
     distiller = BaseDistiller(tiny_teacher, tiny_student, ["HidnTinyBERT", "LogitKD"], dm)
     quick_trainer(max_steps=1).fit(distiller, dm)
     assert not distiller.use_teacher_cache
+
+
+def test_student_alone_labels_only_evaluation_splits_and_trains_without_the_teacher(
+    tmp_path, monkeypatch, dm, tiny_teacher
+):
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    alone = BaseDistiller(tiny_teacher, make_student({"layers": [1, 3]}, tiny_teacher, dm), [], dm, alpha=1.0)
+
+    class TeacherMustNotRun(Callback):  # validation reads the teacher's cached logits, training needs none
+        def on_train_start(self, trainer, pl_module):
+            monkeypatch.setattr(tiny_teacher, "forward", lambda *a, **k: pytest.fail("the teacher ran"))
+
+    trainer = quick_trainer(max_steps=3, limit_val_batches=None, val_check_interval=3, callbacks=[TeacherMustNotRun()])
+    trainer.fit(alone, dm)
+    monkeypatch.undo()
+    assert "teacher_logits" not in dm.tokenized["train"].column_names and "train" not in dm.label_stats
+    assert "teacher_logits" in dm.tokenized["validation"].column_names and "teacher_val_acc" in trainer.callback_metrics
+    validation = dm.label_stats["validation"]
+    monkeypatch.setenv("DISTILLER_CACHE", str(tmp_path))
+    dm.add_teacher_logits(tiny_teacher)  # later asked for every split: only the missing one is labelled
+    assert "teacher_logits" in dm.tokenized["train"].column_names and dm.label_stats["validation"] is validation
 
 
 # ---------------------------------------------------------------------------------------------- positions, families
