@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -258,7 +259,9 @@ def evaluate_test_split(
     """Evaluate the best checkpoint of a finished fit on the labelled test split, if there is one and it is wanted.
 
     The best checkpoint is the one the run's ``ModelCheckpoint`` chose (its monitored metric); without a checkpoint
-    callback, or before any checkpoint was written, the weights at the end of training are evaluated.
+    callback, or before any checkpoint was written, the weights at the end of training are evaluated. With a weight
+    averaging callback (e.g. ``EMAWeightAveraging``) the checkpoint's averaged weights are evaluated: the ones its
+    validation scored and the export holds (the callback, left in place, would load the raw weights beside them).
 
     Args:
         trainer: The trainer that ran ``fit``.
@@ -280,7 +283,12 @@ def evaluate_test_split(
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
     ckpt_path = best or None
     # weights_only=False: the checkpoint is the one this run has just written (it holds the random states).
-    results = trainer.test(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False, weights_only=False)
+    callbacks = trainer.callbacks
+    trainer.callbacks = [c for c in callbacks if not isinstance(c, WeightAveraging)]
+    try:
+        results = trainer.test(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False, weights_only=False)
+    finally:
+        trainer.callbacks = callbacks
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     source = f"best checkpoint {best}" if best else "weights at the end of training (no checkpoint was saved)"
     return metrics, f"{dm.test_split!r}, {len(dm.raw['test'])} examples, {source}"

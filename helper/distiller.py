@@ -464,9 +464,29 @@ class BaseDistiller(ClfModule):
         return [*self.student.named_parameters(), *self.adaptors.named_parameters(prefix="adaptors")]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Leave the frozen teacher out and describe the student as the exported Hugging Face model."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        """Leave the frozen teacher out and describe the student as the exported Hugging Face model.
+
+        Lightning's weight averaging callbacks (``EMAWeightAveraging``) put the averaged weights in ``state_dict`` and
+        the raw ones in ``current_model_state``; the teacher is left out of both.
+        """
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = {k: v for k, v in checkpoint[key].items() if not k.startswith("teacher.")}
         super().on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the live teacher's weights back into the checkpoint's module states before callbacks read them.
+
+        The model itself loads non-strictly, but a weight averaging callback loads its averaged copy of the whole
+        module (teacher included) strictly, on resume and when the best checkpoint is tested.
+        """
+        super().on_load_checkpoint(checkpoint)
+        if self.teacher is None:
+            return
+        teacher = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = {**teacher, **checkpoint[key]}
 
 
 class InterDistiller(BaseDistiller):

@@ -67,21 +67,26 @@ def teacher_root(tmp_path: Path, minilm_path: str) -> Path:
     return tmp_path
 
 
+#: Lightning's EMA weight averaging: checkpoints hold averaged and raw weights, the teacher left out of both.
+EMA = "{class_path: pytorch_lightning.callbacks.EMAWeightAveraging, init_args: {decay: 0.9}}"
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(teacher_root: Path):
+@pytest.mark.parametrize("averaging", [(), (EMA,)], ids=["plain", "ema"])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(teacher_root: Path, averaging: tuple[str, ...]):
     reference, crashed = teacher_root / "reference", teacher_root / "crashed"
     reference.mkdir()
     crashed.mkdir()
-    done = distil(reference)
+    done = distil(reference, callbacks=averaging)
     assert done.returncode == 0, done.stderr[-3000:]
 
     killer = "{class_path: tests.test_resume.KillAtStep, init_args: {step: 9}}"
-    killed = distil(crashed, callbacks=(killer,))  # 6 batches per epoch: step 9 is in the middle of the second epoch
+    killed = distil(crashed, callbacks=(*averaging, killer))  # 6 batches per epoch: step 9 is mid second epoch
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (crashed / "student").exists()
     assert HgCkptIO_state_step(crashed / "ckpts" / "last.ckpt") == 8
 
-    resumed = distil(crashed, f"--ckpt_path={crashed / 'ckpts' / 'last.ckpt'}")
+    resumed = distil(crashed, f"--ckpt_path={crashed / 'ckpts' / 'last.ckpt'}", callbacks=averaging)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr
     expected = load_file(str(reference / "student" / "model.safetensors"))

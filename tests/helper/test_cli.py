@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from helper.checkpoint import FolderInUseError, claim_folders
+from helper.checkpoint import TRAINER_STATE, FolderInUseError, claim_folders
 from helper.cli import (
     name_checkpoint_folders,
     run,
@@ -163,6 +164,38 @@ def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: 
     assert float(metrics["teacher_test_acc"]) == pytest.approx(teacher_acc, abs=1e-6)
     out = capsys.readouterr().out
     assert "teacher_test_acc" in out and "test_f1" in out
+
+
+def test_with_weight_averaging_the_test_evaluates_the_averaged_weights(workdir: Path):
+    """Lightning's EMA callback keeps raw and averaged weights in each checkpoint; validation and the export use the
+    averaged ones, and so must the test (left in place, the callback would load the raw ones for it)."""
+    cli = run(
+        BaseDistiller,
+        "distillation_ms.yaml",
+        tokenizer_from="model.teacher",
+        args=[
+            _base("distillation_ms"),
+            f"--model.teacher={workdir / 'teacher'}",
+            "--model.student={layers: [1]}",
+            "--model.adaptors=[LogitKD]",
+            "--data.dataset=data",
+            "--data.test_split=test",
+            *COMMON,
+        ],
+        extra_callbacks=[EMAWeightAveraging(decay=0.5)],
+    )
+    best = cli.trainer.checkpoint_callback.best_model_path
+    averaged = AutoModelForSequenceClassification.from_pretrained(best).state_dict()
+    state = torch.load(Path(best) / TRAINER_STATE, weights_only=False)
+    raw = {k.removeprefix("student."): v for k, v in state["current_model_state"].items() if k.startswith("student.")}
+    assert any(not torch.equal(raw[k], v) for k, v in averaged.items() if k in raw), "raw and averaged weights agree"
+    tested = cli.model.student.state_dict()
+    assert all(torch.equal(tested[k], v) for k, v in averaged.items())
+    acc, ce = _evaluate(best, workdir / "data")
+    metrics = cli.trainer.callback_metrics
+    assert float(metrics["test_acc"]) == pytest.approx(acc, abs=1e-6)
+    assert float(metrics["test_loss"]) == pytest.approx(ce, rel=1e-5)
+    assert any(isinstance(c, EMAWeightAveraging) for c in cli.trainer.callbacks)  # put back after the test
 
 
 @pytest.mark.parametrize(
