@@ -140,9 +140,9 @@ def test_finetune_evaluates_the_best_checkpoint_on_the_test_split(workdir: Path,
     assert f"test_acc         {float(metrics['test_acc']):.4f}" in out
 
 
-def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: pytest.CaptureFixture):
-    final = FinalWeights("student")
-    cli = run(
+def _distil(workdir: Path, adaptors: str, callback: pl.Callback):
+    """Distil the tiny teacher into its layer 1 with ``adaptors``, the test split set, ``callback`` added."""
+    return run(
         BaseDistiller,
         "distillation_ms.yaml",
         tokenizer_from="model.teacher",
@@ -150,13 +150,18 @@ def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: 
             _base("distillation_ms"),
             f"--model.teacher={workdir / 'teacher'}",
             "--model.student={layers: [1]}",
-            "--model.adaptors=[HidnTinyBERT, LogitKD]",
+            f"--model.adaptors={adaptors}",
             "--data.dataset=data",
             "--data.test_split=test",
             *COMMON,
         ],
-        extra_callbacks=[final],
+        extra_callbacks=[callback],
     )
+
+
+def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: pytest.CaptureFixture):
+    final = FinalWeights("student")
+    cli = _distil(workdir, "[HidnTinyBERT, LogitKD]", final)
     metrics = cli.trainer.callback_metrics
     assert {"test_acc", "test_f1", "teacher_test_acc", "teacher_test_f1"} <= set(metrics)
     _check_best_was_tested(cli, "student", final, workdir / "data")
@@ -169,21 +174,7 @@ def test_distiller_logs_student_and_teacher_test_metrics(workdir: Path, capsys: 
 def test_with_weight_averaging_the_test_evaluates_the_averaged_weights(workdir: Path):
     """Lightning's EMA callback keeps raw and averaged weights in each checkpoint; validation and the export use the
     averaged ones, and so must the test (left in place, the callback would load the raw ones for it)."""
-    cli = run(
-        BaseDistiller,
-        "distillation_ms.yaml",
-        tokenizer_from="model.teacher",
-        args=[
-            _base("distillation_ms"),
-            f"--model.teacher={workdir / 'teacher'}",
-            "--model.student={layers: [1]}",
-            "--model.adaptors=[LogitKD]",
-            "--data.dataset=data",
-            "--data.test_split=test",
-            *COMMON,
-        ],
-        extra_callbacks=[EMAWeightAveraging(decay=0.5)],
-    )
+    cli = _distil(workdir, "[LogitKD]", EMAWeightAveraging(decay=0.5))
     best = cli.trainer.checkpoint_callback.best_model_path
     averaged = AutoModelForSequenceClassification.from_pretrained(best).state_dict()
     state = torch.load(Path(best) / TRAINER_STATE, weights_only=False)
