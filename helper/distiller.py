@@ -97,6 +97,11 @@ def _head_parameters(model: PreTrainedModel) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if not n.startswith(prefix) or ".pooler." in f".{n}"]
 
 
+#: Checkpoint entries holding module weights: ``state_dict``, and the raw weights Lightning's weight averaging
+#: callbacks keep beside the averaged ones (``current_model_state``).
+MODULE_STATES = ("state_dict", "current_model_state")
+
+
 class BaseDistiller(ClfModule):
     """Mix-step distillation: ``loss = alpha * CE(student, labels) + sum_i w_i * adaptor_i(teacher, student)``.
 
@@ -469,7 +474,7 @@ class BaseDistiller(ClfModule):
         Lightning's weight averaging callbacks (``EMAWeightAveraging``) put the averaged weights in ``state_dict`` and
         the raw ones in ``current_model_state``; the teacher is left out of both.
         """
-        for key in ("state_dict", "current_model_state"):
+        for key in MODULE_STATES:
             if key in checkpoint:
                 checkpoint[key] = {k: v for k, v in checkpoint[key].items() if not k.startswith("teacher.")}
         super().on_save_checkpoint(checkpoint)
@@ -484,7 +489,7 @@ class BaseDistiller(ClfModule):
         if self.teacher is None:
             return
         teacher = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
-        for key in ("state_dict", "current_model_state"):
+        for key in MODULE_STATES:
             if key in checkpoint:
                 checkpoint[key] = {**teacher, **checkpoint[key]}
 
