@@ -62,6 +62,7 @@ from benchmarks.clocks import TrainClock
 from benchmarks.pieces import step_trainer
 from data.augment import Augment
 from data.data_module import MODEL_INPUTS, ClfDataModule
+from data.teacher_copies import augment_with_teacher
 from data.teacher_store import label_rows
 from helper.distiller import BaseDistiller, InterDistiller, PredDistiller, make_student
 from helper.finetuner import ClfFinetune
@@ -277,8 +278,6 @@ def run_variant(
         module = BaseDistiller(teacher, student, adaptors, tdm, **kd)
         return fit(module, tdm, steps, clock), student, tdm
     # aug_kd: the copies carry the teacher's predicted class as a hard label (the recipe before transfer sets)
-    from data.augment import augment_with_teacher
-
     augmented = augment_with_teacher(
         dm, teacher, copies=args.augment_copies, seed=common["seed"], min_words=args.augment_min_words
     )

@@ -16,19 +16,17 @@ live here too.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transformers import AutoConfig, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from adaptors import Adaptor
 from common.errors import ProblemsError
 from common.resolve import load_tokenizer, resolve_model_path
 from data.data_module import ClfDataModule, check_tokenizers
 from data.vocab import flatten_texts, student_vocabulary, vocab_size_problems
 from helper.models import student_from_config
 from helper.module import ClfModule
-
-if TYPE_CHECKING:
-    from adaptors import Adaptor
 
 #: ``model.student`` keys of a student with its own vocabulary.
 VOCAB_KEYS = ("vocab_size", "tokenizer")
