@@ -33,14 +33,10 @@ SINGLES = [
 ]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 # ---------------------------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~10x faster on one thread than on threads contending with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def varied_teacher(num_labels: int, seed: int = 1) -> BertForSequenceClassification:
