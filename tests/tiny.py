@@ -6,6 +6,8 @@ Fixtures live in ``conftest.py`` (pytest finds them); the builders live here, on
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,21 @@ SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
 #: Cache folders the tests' code writes to; ``conftest.py`` points each into the session's temporary folder, and
 #: :func:`subprocess_env` hands them on to subprocesses.
 CACHE_VARIABLES = ("DISTILLER_CACHE", "HF_DATASETS_CACHE", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """torch on one intra-op thread inside the block, the earlier setting restored after it.
+
+    Tiny tensors on a busy 2-core machine: with several threads each op can wait milliseconds for one, which makes the
+    tiny-model tests many times slower than on a single thread.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tiny_bert(

@@ -8,6 +8,7 @@ from transformers import BertForSequenceClassification
 
 from adaptors import ModelDims
 from tests.adaptors.helpers import STUDENT_LAYERS, TEACHER_LAYERS, Run, dims, eager_bert, make_batch, run_model
+from tests.tiny import single_thread
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -17,10 +18,8 @@ def _single_thread():
     The tensors here are tiny: with several intra-op threads on a busy 2-core machine each op can wait milliseconds
     for a thread, making the suite 50x slower than on one thread.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
