@@ -145,6 +145,9 @@ class ClfDataModule(pl.LightningDataModule):
         rest_as_unlabeled: With ``max_train_samples``, the training rows left out of the labelled sample join the
             transfer set, without their labels (a low-label setting such as 1,000 labels of SST-2 plus the rest as
             unlabelled text).
+        min_transfer_words: Keep only the ``unlabeled`` and ``rest_as_unlabeled`` rows of at least this many words,
+            all text fields together (e.g. sentence-length text when the labelled rows are short phrases); the rows
+            are dropped before ``max_unlabeled_samples`` takes its sample. Augmented copies have ``augment.min_words``.
         augment: Word-replacement copies of the labelled training rows (``rows: all``: and of the transfer rows) as
             transfer rows (:class:`Augment`: ``copies``, ``p``, ``k``, ``min_words``, ``seed``, ``rows``); built with
             the teacher's word embeddings when a distiller attaches its teacher (:meth:`prepare_transfer`), labelled by
@@ -190,6 +193,7 @@ class ClfDataModule(pl.LightningDataModule):
         unlabeled_text_fields: str | list[str] | None = None,
         max_unlabeled_samples: int | None = None,
         rest_as_unlabeled: bool = False,
+        min_transfer_words: int | None = None,
         augment: Augment | None = None,
         balance: Balance | None = None,
         teacher_outputs: str | list[str] | None = None,
@@ -201,6 +205,7 @@ class ClfDataModule(pl.LightningDataModule):
         counts = {"max_length": max_length, "batch_size": batch_size, "eval_batch_size": eval_batch_size}  # ints >= 1
         counts |= {"max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples}
         counts |= {"num_labels": num_labels, "max_unlabeled_samples": max_unlabeled_samples}
+        counts |= {"min_transfer_words": min_transfer_words}
         problems = setting_problems(val_fraction, counts, sample_seed, rest_as_unlabeled)
         problems.extend(label_name_problems(label_names))
         problems.extend(problem_type_problems(problem_type))
@@ -270,6 +275,7 @@ class ClfDataModule(pl.LightningDataModule):
             rest_as_unlabeled,
             max_train_samples,
             self.augment,
+            min_transfer_words,
         )
         self._check_balance()
         self.outputs.check_rows(self.raw, self.transfer, self.text_fields)

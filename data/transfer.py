@@ -160,8 +160,12 @@ class TransferLoader:
         rest_as_unlabeled: bool,
         max_train_samples: int | None,
         augment: Augment | None,
+        min_words: int | None = None,
     ) -> dict[str, Dataset]:
         """Load and check every transfer source; report every problem at once (:class:`DataError`).
+
+        ``min_words`` (``min_transfer_words``) drops the ``unlabeled`` and ``rest`` rows of fewer words (all text fields
+        together), before ``max_samples`` takes its sample of the unlabelled rows.
 
         Returns:
             The transfer rows by origin (``unlabeled``, ``rest``): text fields only, no label.
@@ -182,9 +186,12 @@ class TransferLoader:
                     "below the training split's size"
                 )
             else:
-                transfer["rest"] = rest.select_columns(self.text_fields)
+                rows, found = self._keep_long(rest.select_columns(self.text_fields), "rest", min_words)
+                problems.extend(found)
+                if rows is not None:
+                    transfer["rest"] = rows
         if unlabeled is not None:
-            rows, found = self._load_unlabeled(unlabeled, subset, split, text_fields, max_samples)
+            rows, found = self._load_unlabeled(unlabeled, subset, split, text_fields, max_samples, min_words)
             problems.extend(found)
             if rows is not None:
                 transfer["unlabeled"] = rows
@@ -200,6 +207,12 @@ class TransferLoader:
                 if v is not None
             }
             problems.append(f"{given} given but unlabeled (--data.unlabeled) is None; expected an unlabelled source")
+        if min_words is not None and not rest_as_unlabeled and unlabeled is None:
+            problems.append(
+                f"min_transfer_words (--data.min_transfer_words)={min_words} filters unlabelled transfer rows, but the "
+                "run has none; expected --data.unlabeled or --data.rest_as_unlabeled (augmented copies have "
+                "--data.augment.min_words)"
+            )
         if augment is not None and augment.rows == "all" and not transfer and not problems:
             problems.append(
                 "augment.rows (--data.augment.rows)='all' copies the transfer rows too, but the run has none; "
@@ -234,6 +247,7 @@ class TransferLoader:
         split: str | None,
         text_fields: str | list[str] | None,
         max_samples: int | None,
+        min_words: int | None = None,
     ) -> tuple[Dataset | None, list[str]]:
         """The unlabelled rows (renamed to the labelled text fields), or None and the problems found."""
         name = source_name(source)
@@ -276,9 +290,29 @@ class TransferLoader:
         rows = rows.select_columns(fields)
         if fields != self.text_fields:
             rows = rows.rename_columns(dict(zip(fields, self.text_fields, strict=True)))
-        if max_samples is not None and max_samples < len(rows):
+        rows, problems = self._keep_long(rows, "unlabeled", min_words)
+        if rows is not None and max_samples is not None and max_samples < len(rows):
             rows = rows.shuffle(seed=self.seed).select(range(max_samples))
-        return rows, []
+        return rows, problems
+
+    def _keep_long(self, rows: Dataset, origin: str, min_words: int | None) -> tuple[Dataset | None, list[str]]:
+        """The transfer rows of ``origin`` with at least ``min_words`` words (None: all), or None and the problem."""
+        if min_words is None:
+            return rows, []
+        counts = words_per_row(rows, self.text_fields)
+        where = "from unlabeled" if origin == "unlabeled" else ORIGINS[origin]
+        keep = [i for i, n in enumerate(counts) if n >= min_words]
+        if not keep:
+            return None, [
+                f"min_transfer_words (--data.min_transfer_words)={min_words}: none of the {len(rows):,} transfer rows "
+                f"{where} has that many words (the longest has {max(counts, default=0)}); expected a "
+                "smaller value"
+            ]
+        self.note(
+            f"transfer set: {len(rows) - len(keep):,} of {len(rows):,} rows {where} have fewer than "
+            f"{min_words} words (min_transfer_words) and are dropped; {len(keep):,} kept"
+        )
+        return rows.select(keep), []
 
     def _drop_evaluation_texts(self, transfer: dict[str, Dataset]) -> int:
         """Remove transfer rows whose text is also in the validation or test split; return how many."""

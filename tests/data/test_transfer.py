@@ -136,6 +136,20 @@ def test_rest_of_the_training_split_as_unlabeled(labelled: DatasetDict, tok) -> 
     assert dm.describe_train_rows() == "training rows: 5 labelled, 11 transfer (11 left out of the labelled sample)"
 
 
+def test_min_transfer_words_drops_short_transfer_rows_before_the_sample(labelled: DatasetDict, tok) -> None:
+    short = ["ok", "so so", "not bad at all"]  # 1, 2 and 4 words; UNLABELED rows have 8
+    source = Dataset.from_dict({"sentence": short + UNLABELED})
+    dm = ClfDataModule(labelled, tokenizer=tok, unlabeled=source, min_transfer_words=4, max_unlabeled_samples=5)
+    assert len(dm.transfer["unlabeled"]) == 5  # the sample is taken from the 7 long enough rows
+    assert set(transfer_texts(dm)) <= set(UNLABELED + ["not bad at all"])
+    assert any("2 of 9 rows from unlabeled have fewer than 4 words" in note for note in dm.notes), dm.notes
+    # the labelled sample's other rows: POS/NEG phrases of 3-5 words; only those of 5 words stay transfer rows
+    rest = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, rest_as_unlabeled=True, min_transfer_words=5)
+    assert rest.transfer["rest"]["sentence"] and all(len(t.split()) >= 5 for t in rest.transfer["rest"]["sentence"])
+    plain = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5)
+    assert list(rest.raw["train"]["sentence"]) == list(plain.raw["train"]["sentence"])  # labelled rows stay as they are
+
+
 def test_sample_seed_keeps_the_labelled_sample_across_seeds(labelled: DatasetDict, tok) -> None:
     base = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, seed=1, rest_as_unlabeled=True)
     other = ClfDataModule(labelled, tokenizer=tok, max_train_samples=5, seed=2, sample_seed=1, rest_as_unlabeled=True)
@@ -273,6 +287,13 @@ def test_unlabeled_single_text_for_a_pair_task(tok) -> None:
             "augment.rows (--data.augment.rows)='every': expected one of ['labeled', 'all']",
         ),
         ({"augment": {"copies": 2, "shape": 1}}, "unknown key(s) ['shape']"),
+        (
+            {"unlabeled": Dataset.from_dict({"sentence": ["two words"]}), "min_transfer_words": 3},
+            "min_transfer_words (--data.min_transfer_words)=3: none of the 1 transfer rows from unlabeled has that "
+            "many words (the longest has 2)",
+        ),
+        ({"min_transfer_words": 3}, "min_transfer_words (--data.min_transfer_words)=3 filters unlabelled transfer"),
+        ({"unlabeled": Dataset.from_dict({"sentence": ["x y"]}), "min_transfer_words": 0}, "min_transfer_words=0"),
     ],
 )
 def test_bad_transfer_sets(labelled: DatasetDict, tok, kwargs: dict, expected: str) -> None:
